@@ -1,0 +1,35 @@
+"""The API error handler: every exception becomes the one error shape (drf-standardized-errors).
+
+Shape: {"type": "validation_error" | "client_error" | "server_error",
+        "errors": [{"code": "<machine-readable>", "detail": "<human text>", "attr": "<field or null>"}]}
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django_ratelimit.exceptions import Ratelimited
+from drf_standardized_errors.handler import ExceptionHandler
+from rest_framework import exceptions
+from rest_framework.fields import get_error_detail
+from rest_framework_simplejwt.exceptions import InvalidToken
+
+# django-ratelimit does not say how long a window has left; a client retrying after this
+# many seconds lands in a fresh window for every rate the project uses (per minute or finer).
+RATE_LIMIT_RETRY_AFTER_SECONDS = 60
+
+
+class ApiExceptionHandler(ExceptionHandler):
+    def convert_known_exceptions(self, exc: Exception) -> Exception:
+        if isinstance(exc, Ratelimited):
+            return exceptions.Throttled(wait=RATE_LIMIT_RETRY_AFTER_SECONDS)
+        if isinstance(exc, InvalidToken):
+            # simplejwt explains itself per token class in a nested body; one clear error is enough.
+            converted = exceptions.AuthenticationFailed(
+                "The access token is invalid, expired or revoked.", code="token_not_valid"
+            )
+            converted.auth_header = getattr(exc, "auth_header", None)  # type: ignore[attr-defined]
+            return converted
+        if isinstance(exc, DjangoValidationError):
+            # Services raise Django's ValidationError; its codes and fields carry over.
+            return exceptions.ValidationError(get_error_detail(exc))
+        return super().convert_known_exceptions(exc)

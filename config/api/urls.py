@@ -1,0 +1,27 @@
+"""The one API router: every resource of /api/v1/ is registered here."""
+
+from __future__ import annotations
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from rest_framework.routers import DefaultRouter
+
+from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView, UserViewSet
+from audit.api.views import AuditEventViewSet
+from config.views import api_not_found
+
+router = DefaultRouter(trailing_slash=True)
+router.include_root_view = False
+router.register("users", UserViewSet, basename="user")
+router.register("sessions", SignedInDeviceViewSet, basename="session")
+router.register("audit-events", AuditEventViewSet, basename="audit-event")
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Anything else under /api/ is a 404 in the error shape, in every mode (DEBUG included).
+    re_path(r"^.*$", api_not_found),
+]

@@ -1,0 +1,157 @@
+"""Cross-cutting HTTP middleware: the real client IP and the request ID."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Callable
+from functools import cached_property
+
+from django.conf import settings
+from django.core.signals import request_finished
+from django.http import HttpRequest, HttpResponse
+
+from config.context import request_id_var
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# A sane incoming request ID: short, printable, no spaces or separators that could forge log lines.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class ClientIPMiddleware:
+    """Set REMOTE_ADDR to the client's address, believing X-Forwarded-For only from trusted proxies.
+
+    Walking the header from the right, each hop added by a trusted proxy is skipped; the first
+    address that is not a trusted proxy is the client. Everything downstream (rate limits, device
+    sessions, audit) then reads REMOTE_ADDR and cannot be fooled by a forged header.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    @cached_property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in settings.TRUSTED_PROXIES)
+
+    def is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_networks)
+
+    def client_ip(self, request: HttpRequest) -> str:
+        peer = request.META.get("REMOTE_ADDR", "")
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if not forwarded or not self.is_trusted(peer):
+            return peer
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                return peer  # a malformed hop: trust nothing beyond the proxy we know
+            if not self.is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.META["REMOTE_ADDR"] = self.client_ip(request)
+        return self.get_response(request)
+
+
+def forget_request_id(**kwargs: object) -> None:
+    request_id_var.set("-")
+
+
+class RequestIDMiddleware:
+    """Give every request an ID: keep a sane incoming X-Request-ID, else make one; echo it back.
+
+    The ID stays set until the request is finished, because Django logs error responses
+    after the middleware chain has returned.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        request_finished.connect(forget_request_id, dispatch_uid="config.forget_request_id")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request_id_var.set(request_id)
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class HealthCheckMiddleware:
+    """Answer the health probes before Host validation, sessions or CSRF run.
+
+    Load balancers probe each node by its own address, which is not in ALLOWED_HOSTS; the probes
+    reveal nothing a Host check would protect. Placed right after SecurityMiddleware, whose HTTPS
+    redirect exempts /health/ (SECURE_REDIRECT_EXEMPT).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from config import health
+
+        self.get_response = get_response
+        self.views = {"/health/live": health.live, "/health/ready": health.ready}
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = self.views.get(request.path_info)
+        if view is not None:
+            return view(request)
+        return self.get_response(request)
+
+
+class HeadlessErrorShapeMiddleware:
+    """Give allauth headless error bodies the project's error keys, keeping allauth's own.
+
+    allauth answers `{"status": 400, "errors": [{"message", "code", "param"}]}`, which its
+    published specification and client libraries rely on. Each error also gets `detail` and
+    `attr`, and the body `type`, so every API client can read every error the same way
+    (docs/decisions/0004-errors-logs-and-edge.md).
+    """
+
+    PREFIX = "/_allauth/"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith(self.PREFIX)
+            and response.status_code >= 400
+            and response.get("Content-Type", "").startswith("application/json")
+            and not getattr(response, "streaming", False)
+        ):
+            self.add_project_keys(response)
+        return response
+
+    @staticmethod
+    def add_project_keys(response: HttpResponse) -> None:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            return
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if not isinstance(errors, list) or "type" in body:
+            return
+        body["type"] = (
+            "server_error"
+            if response.status_code >= 500
+            else ("validation_error" if response.status_code == 400 else "client_error")
+        )
+        for error in errors:
+            if isinstance(error, dict):
+                error.setdefault("detail", error.get("message", ""))
+                error.setdefault("attr", error.get("param"))
+                error.setdefault("code", "invalid")
+        response.content = json.dumps(body).encode()

@@ -1,0 +1,527 @@
+"""Settings for the identity service: one module, every value from the environment.
+
+With no variables set the *embedded default* runs: SQLite and media in a local data folder,
+locmem cache, eager Celery, console e-mail, and keys generated once into the data folder.
+Variable names are listed, with comments, in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from config.keys import load_or_create_rsa_key, load_or_create_secret_key, secret_key_is_weak
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+
+# The embedded default is the no-configuration first run: no database URL given.
+EMBEDDED_DEFAULT = not env.str("DATABASE_URL", default="")
+
+# --------------------------------------------------------------------------------------------
+# Django
+# --------------------------------------------------------------------------------------------
+
+DEBUG = env.bool("DJANGO_DEBUG", default=EMBEDDED_DEFAULT)
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY and DEBUG:
+    SECRET_KEY = load_or_create_secret_key(DATA_DIR / "secret_key")
+if not DEBUG and secret_key_is_weak(SECRET_KEY):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is missing or weak: production mode (DJANGO_DEBUG=false) needs at least "
+        "50 random characters with at least 5 distinct ones, not starting with 'django-insecure-'."
+    )
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+_site_host = urlparse(SITE_URL).hostname or "localhost"
+
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS",
+    default=sorted({_site_host, "localhost", "127.0.0.1", "[::1]"}) if DEBUG else [_site_host],
+)
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.sites",
+    # third-party
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "drf_standardized_errors",
+    "django_filters",
+    "corsheaders",
+    "csp",
+    "django_ratelimit",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.mfa",
+    "allauth.headless",
+    "allauth.usersessions",
+    "oauth2_provider",
+    # our apps
+    "accounts",
+    "oauth_provider",
+    "files",
+    "audit",
+    "featureflags",
+]
+
+MIDDLEWARE = [
+    "config.middleware.ClientIPMiddleware",
+    "config.middleware.RequestIDMiddleware",
+    "config.middleware.HeadlessErrorShapeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "config.middleware.HealthCheckMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "config.sign_in_protection.SignInProtectionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditRequestMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "django_ratelimit.middleware.RatelimitMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+CSRF_FAILURE_VIEW = "config.views.csrf_failure"
+WSGI_APPLICATION = "config.wsgi.application"
+SITE_ID = 1
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions and WAL let several gunicorn threads write without "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="idp"),
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# A Redis outage degrades to "no cache" (logged) instead of a 500 in every caller, allauth's rate
+# limits included: revocation and lockout fall back to the database, per-IP limits open
+# (docs/decisions/0005 and 0006). Readiness still reports the outage.
+DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+        "OPTIONS": {"user_attributes": ("username", "display_name", "email")},
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT: Path | None = Path(env.str("DJANGO_STATIC_ROOT", default=str(DATA_DIR / "static")))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+if "EMAIL_FILE_PATH" in _email:
+    # filemail:///var/mail/outbox names the absolute folder /var/mail/outbox (django-environ drops the /).
+    _email["EMAIL_FILE_PATH"] = "/" + _email["EMAIL_FILE_PATH"].lstrip("/")
+vars().update(_email)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default=f"Identity <no-reply@{_site_host}>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Seconds before a stalled SMTP connection fails (the send is then retried by the Celery task).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+
+# --- security headers -----------------------------------------------------------------------
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe over plain HTTP; health answers must not be redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health/"]
+
+# X-Forwarded-* are believed only from the proxies listed here (see config.middleware).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --------------------------------------------------------------------------------------------
+# Third-party
+# --------------------------------------------------------------------------------------------
+
+# --- django-cors-headers --------------------------------------------------------------------
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(api|o|_allauth|\.well-known)/.*$"
+CORS_EXPOSE_HEADERS = ["X-Request-ID", "Retry-After"]
+
+# --- django-csp: a policy for the HTML pages (admin, allauth, consent, API viewers) ------------
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+
+# --- Django REST framework ----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.DeviceSessionJWTAuthentication",
+        "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
+        "config.api.authentication.RejectUnknownBearerToken",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "config.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_CLASSES": [
+        "config.api.throttling.AnonymousRateThrottle",
+        "config.api.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="120/minute"),
+        "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+    },
+    # Client IPs come from REMOTE_ADDR, which ClientIPMiddleware has already resolved.
+    "NUM_PROXIES": 0,
+    "EXCEPTION_HANDLER": "drf_standardized_errors.handler.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_standardized_errors.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+DRF_STANDARDIZED_ERRORS = {
+    # API clients never see Django's HTML debug page, not even in the embedded default.
+    "ENABLE_IN_DEBUG_FOR_UNHANDLED_EXCEPTIONS": True,
+    "EXCEPTION_HANDLER_CLASS": "config.api.errors.ApiExceptionHandler",
+}
+
+# --- drf-spectacular ----------------------------------------------------------------------
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Identity service API",
+    "DESCRIPTION": (
+        "Users, signed-in devices, organizations, files, audit trail and feature flags. "
+        "Authenticate with a first-party JWT or an OAuth 2.0 access token issued by this server.\n\n"
+        "Sign-up, sign-in, e-mail verification, password reset and MFA are the django-allauth "
+        "headless API under `/_allauth/{app,browser}/v1/`, specified separately at "
+        "[/_allauth/openapi.yaml](/_allauth/openapi.yaml) ([JSON](/_allauth/openapi.json)). "
+        "API clients sign in there (client `app`), receive `access_token` and `refresh_token` in "
+        "`meta`, call this API with `Authorization: Bearer <access_token>`, and rotate the pair at "
+        "`POST /api/v1/auth/token/refresh/`."
+    ),
+    "EXTERNAL_DOCS": {
+        "description": "Account flows (django-allauth headless API)",
+        "url": "/_allauth/openapi.yaml",
+    },
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # The ways to authenticate; RejectUnknownBearerToken only refuses, it is not one of them.
+    "AUTHENTICATION_WHITELIST": [
+        "accounts.authentication.DeviceSessionJWTAuthentication",
+        "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ValidationErrorEnum": "drf_standardized_errors.openapi_serializers.ValidationErrorEnum.choices",
+        "ClientErrorEnum": "drf_standardized_errors.openapi_serializers.ClientErrorEnum.choices",
+        "ServerErrorEnum": "drf_standardized_errors.openapi_serializers.ServerErrorEnum.choices",
+        "ErrorCode401Enum": "drf_standardized_errors.openapi_serializers.ErrorCode401Enum.choices",
+        "ErrorCode403Enum": "drf_standardized_errors.openapi_serializers.ErrorCode403Enum.choices",
+        "ErrorCode404Enum": "drf_standardized_errors.openapi_serializers.ErrorCode404Enum.choices",
+        "ErrorCode405Enum": "drf_standardized_errors.openapi_serializers.ErrorCode405Enum.choices",
+        "ErrorCode406Enum": "drf_standardized_errors.openapi_serializers.ErrorCode406Enum.choices",
+        "ErrorCode415Enum": "drf_standardized_errors.openapi_serializers.ErrorCode415Enum.choices",
+        "ErrorCode429Enum": "drf_standardized_errors.openapi_serializers.ErrorCode429Enum.choices",
+        "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
+    ],
+}
+
+# --- simplejwt (pairs are bound to device sessions by the accounts app) ----------------------
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_TOKEN_LIFETIME_SECONDS", default=300)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_TOKEN_LIFETIME_DAYS", default=14)),
+    # Rotation and reuse detection are done by accounts' device sessions, not simplejwt's blacklist.
+    "ROTATE_REFRESH_TOKENS": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    # A key of its own, so rotating DJANGO_SECRET_KEY does not sign every API client out.
+    "SIGNING_KEY": env.str("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "LEEWAY": 5,
+    "AUDIENCE": None,
+    "ISSUER": SITE_URL,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "sub",
+}
+
+# --- django-allauth -------------------------------------------------------------------------
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email", "username"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = env.str("ACCOUNT_EMAIL_VERIFICATION", default="mandatory")
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_USERNAME_MIN_LENGTH = 3
+# A new password keeps the device it was changed on and ends every other one (accounts.receivers).
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = urlparse(SITE_URL).scheme or "https"
+ACCOUNT_EMAIL_VERIFICATION_BY_CODE_ENABLED = env.bool("ACCOUNT_EMAIL_VERIFICATION_BY_CODE", default=False)
+ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = env.bool("ACCOUNT_PASSWORD_RESET_BY_CODE", default=False)
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_NOTIFICATIONS = True
+ACCOUNT_REAUTHENTICATION_REQUIRED = False
+HEADLESS_CLIENTS = ("app", "browser")
+HEADLESS_TOKEN_STRATEGY = "accounts.adapter.DeviceTokenStrategy"  # noqa: S105 - a class path
+HEADLESS_SERVE_SPECIFICATION = True
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+USERSESSIONS_TRACK_ACTIVITY = True
+
+# --- django-oauth-toolkit (OAuth 2.0 / OpenID Connect server) ---------------------------------
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth_provider.Application"
+OIDC_RSA_PRIVATE_KEY = env.str("OIDC_RSA_PRIVATE_KEY", default="").replace("\\n", "\n")
+if not OIDC_RSA_PRIVATE_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "OIDC_RSA_PRIVATE_KEY is required in production mode: every web node must sign with the same key."
+        )
+    OIDC_RSA_PRIVATE_KEY = load_or_create_rsa_key(DATA_DIR / "oidc_rsa_private_key.pem")
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
+    "OIDC_ISS_ENDPOINT": SITE_URL,
+    "OIDC_RP_INITIATED_LOGOUT_ENABLED": True,
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": 600,
+    "ID_TOKEN_EXPIRE_SECONDS": 300,
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOW_URI_WILDCARDS": False,
+    # Plain-HTTP redirect URIs only in the embedded default (loopback demo client).
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"] if DEBUG else ["https"],
+    "SCOPES": {
+        "openid": "Sign you in with your account",
+        "profile": "See your name, username and profile picture",
+        "email": "See your e-mail address",
+        "offline_access": "Stay signed in when you are not using the application",
+        "users:read": "Read user profiles",
+        "users:write": "Change your profile",
+        "files:read": "Read your files",
+        "files:write": "Upload and delete your files",
+    },
+    "DEFAULT_SCOPES": ["openid"],
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+}
+
+# --- django-ratelimit -------------------------------------------------------------------------
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_VIEW = "config.views.rate_limited"
+if not REDIS_URL and DEBUG:
+    # The embedded default has no shared cache: counters are per process, which is fine for a
+    # single-node first run (docs/decisions/0003-embedded-default.md). Production needs Redis.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# --- brute-force protection (config.sign_in_protection, accounts.lockout; docs/decisions/0006) -
+# Per-IP limits on POSTs to each flow (django-ratelimit syntax: N/s|m|h|d), keyed on REMOTE_ADDR.
+RATELIMIT_SIGNIN = env.str("RATELIMIT_SIGNIN", default="10/m")
+RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", default="5/m")
+RATELIMIT_PASSWORD_RESET = env.str("RATELIMIT_PASSWORD_RESET", default="5/m")
+RATELIMIT_VERIFICATION_RESEND = env.str("RATELIMIT_VERIFICATION_RESEND", default="5/m")
+RATELIMIT_TOKEN_REFRESH = env.str("RATELIMIT_TOKEN_REFRESH", default="30/m")
+# A cache that answers nothing lets requests through rather than refusing them all.
+RATELIMIT_FAIL_OPEN = True
+# Consecutive failed sign-ins before an account is locked (1, 5, 15, 30, then 60 minutes).
+ACCOUNTS_LOCKOUT_THRESHOLD = env.int("ACCOUNTS_LOCKOUT_THRESHOLD", default=5)
+# allauth's own sign-in limits are replaced by the ones above; they would also answer 500 while
+# the cache is down. Its other limits (sign-up, reset, verification e-mails, ...) stay.
+ACCOUNT_RATE_LIMITS = {"login": None, "login_failed": None}
+# --- end of brute-force protection ---------------------------------------------------------------
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL == "memory://")
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+# Redelivery of unacknowledged (acks_late) tasks after a lost worker; longer than any task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE
+
+# --------------------------------------------------------------------------------------------
+# Logging: JSON lines in production, readable text in development; request IDs on every line,
+# secrets redacted by a filter on every handler.
+# --------------------------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="text" if DEBUG else "json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "request_id": {"()": "config.logs.RequestIDFilter"},
+        "redact": {"()": "config.logs.RedactSecretsFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        "django.security.DisallowedHost": {"level": "ERROR"},
+    },
+}
+
+# --------------------------------------------------------------------------------------------
+# Our apps (reusable app settings live in <app>/app_settings.py and are read lazily)
+# --------------------------------------------------------------------------------------------
+
+# How long audit events are kept; a nightly job deletes older ones.
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)

@@ -1,0 +1,103 @@
+"""Create, idempotently, the demo staff account and demo OAuth client, and print their credentials.
+
+The credentials are generated once and kept in the data folder (mode 0600), so every run prints
+the same ones; if they no longer match the database, they are reset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.hashers import check_password
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from accounts.models import User
+from accounts.services import user_create, user_set_password
+from oauth_provider.models import Application
+from oauth_provider.services import application_create, application_rotate_secret
+
+DEMO_USERNAME = "admin"
+DEMO_EMAIL = "admin@example.com"
+DEMO_CLIENT_ID = "demo-client"
+DEMO_REDIRECT_URI = "http://127.0.0.1:8765/callback"
+
+
+class Command(BaseCommand):
+    help = "Create the demo staff account and demo OAuth client (idempotent) and print their credentials."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--redirect-uri", default=DEMO_REDIRECT_URI, help="Redirect URI of the demo client."
+        )
+        parser.add_argument(
+            "--credentials-file",
+            default=str(Path(settings.DATA_DIR) / "demo-credentials.json"),
+            help="Where the generated demo credentials are kept between runs.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(options["credentials_file"])
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        with transaction.atomic():
+            password = self.ensure_staff_account(saved.get("admin_password", ""))
+            secret = self.ensure_client(saved.get("client_secret", ""), options["redirect_uri"])
+        self.save(path, {"admin_password": password, "client_secret": secret})
+        site = settings.SITE_URL
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    "Demo credentials (embedded default only; never use them in production):",
+                    f"  admin site      {site}/admin/",
+                    f"  staff account   username {DEMO_USERNAME}   password {password}",
+                    f"  OAuth client    client_id {DEMO_CLIENT_ID}   client_secret {secret}",
+                    f"                  redirect_uri {options['redirect_uri']}",
+                    f"  OIDC discovery  {site}/o/.well-known/openid-configuration",
+                    "",
+                ]
+            )
+        )
+
+    def ensure_staff_account(self, password: str) -> str:
+        user = User.objects.filter(username=DEMO_USERNAME).first()
+        if user is None:
+            password = password or secrets.token_urlsafe(12)
+            user_create(
+                username=DEMO_USERNAME,
+                email=DEMO_EMAIL,
+                password=password,
+                is_staff=True,
+                is_superuser=True,
+                email_verified=True,
+            )
+        elif not password or not user.check_password(password):
+            password = secrets.token_urlsafe(12)
+            user_set_password(user=user, password=password)
+        return password
+
+    def ensure_client(self, secret: str, redirect_uri: str) -> str:
+        application = Application.objects.filter(client_id=DEMO_CLIENT_ID).first()
+        if application is None:
+            issued = application_create(
+                name="Demo client",
+                owner=User.objects.get(username=DEMO_USERNAME),
+                client_id=DEMO_CLIENT_ID,
+                redirect_uris=redirect_uri,
+                allowed_scopes="openid profile email offline_access users:read",
+            )
+            return issued.client_secret
+        if not secret or not check_password(secret, application.client_secret):
+            return application_rotate_secret(application=application).client_secret
+        return secret
+
+    def save(self, path: Path, credentials: dict[str, str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(credentials, handle)
