@@ -1,0 +1,136 @@
+"""The users resource: staff read every user; everyone reads and updates themselves at `me`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+from drf_spectacular.utils import extend_schema
+from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
+from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.api.serializers import (
+    RevokedCountSerializer,
+    SignedInDeviceSerializer,
+    TokenPairSerializer,
+    TokenRefreshSerializer,
+    UserProfileUpdateSerializer,
+    UserSerializer,
+)
+from accounts.models import User
+from accounts.selectors import signed_in_device_list
+from accounts.services import (
+    device_session_refresh,
+    signed_in_device_revoke,
+    signed_in_devices_revoke_others,
+    user_update_profile,
+)
+from accounts.tokens import SESSION_CLAIM
+from audit.api.serializers import AuditEventSerializer
+from audit.api.views import AuditEventCursorPagination
+from audit.models import AuditEvent
+
+
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[User]):
+    queryset = User.objects.order_by("username")
+    serializer_class = UserSerializer
+    permission_classes = [permissions.IsAdminUser]
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    @extend_schema(responses=UserSerializer)
+    @action(detail=False, methods=["get"], permission_classes=[permissions.IsAuthenticated])
+    def me(self, request: Request) -> Response:
+        return Response(UserSerializer(cast(User, request.user)).data)
+
+    @extend_schema(request=UserProfileUpdateSerializer, responses=UserSerializer)
+    @me.mapping.patch
+    def update_me(self, request: Request) -> Response:
+        serializer = UserProfileUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = user_update_profile(user=cast(User, request.user), **serializer.validated_data)
+        return Response(UserSerializer(user).data)
+
+    @extend_schema(responses=AuditEventSerializer(many=True), summary="The caller's audit trail")
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path="me/audit-events",
+        permission_classes=[permissions.IsAuthenticated],
+        serializer_class=AuditEventSerializer,
+        pagination_class=AuditEventCursorPagination,
+    )
+    def me_audit_events(self, request: Request) -> Response:
+        """Events the caller did or that were done to them, newest first."""
+        page = self.paginate_queryset(AuditEvent.objects.about_user(request.user.pk))  # type: ignore[arg-type]
+        return self.get_paginated_response(AuditEventSerializer(page, many=True).data)
+
+
+class TokenRefreshView(APIView):
+    """Exchange a refresh token for a new pair; the old refresh token stops working."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [permissions.AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'  # a rejected refresh token is a 401, not a 403
+
+    @extend_schema(
+        request=TokenRefreshSerializer,
+        responses={200: TokenPairSerializer, 401: ErrorResponse401Serializer},
+        summary="Rotate a JWT pair",
+        description=(
+            "Presenting a refresh token that was already used revokes its whole device session "
+            "(401 `token_reused`); a second refresh racing the first within seconds gets 401 "
+            "`token_refresh_raced` and leaves the session alone."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenRefreshSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        pair = device_session_refresh(refresh_token=serializer.validated_data["refresh_token"])
+        return Response(TokenPairSerializer(pair.as_response()).data)
+
+
+def current_device(request: Request) -> tuple[str | None, str | None]:
+    """The caller's device session ID (JWT) and sign-in session key (cookie or session token)."""
+    token = request.auth
+    device_session_id = token.get(SESSION_CLAIM) if hasattr(token, "get") else None
+    session = getattr(request._request, "session", None)
+    return device_session_id, getattr(session, "session_key", None)
+
+
+class SignedInDeviceViewSet(viewsets.ViewSet):
+    """The caller's signed-in devices: API clients' device sessions and browser sessions."""
+
+    permission_classes = [permissions.IsAuthenticated]
+    lookup_value_regex = "[0-9a-f-]{36}"
+
+    @extend_schema(responses=SignedInDeviceSerializer(many=True))
+    def list(self, request: Request) -> Response:
+        device_session_id, session_key = current_device(request)
+        devices = signed_in_device_list(
+            user=cast(User, request.user),
+            current_device_session_id=device_session_id,
+            current_session_key=session_key,
+        )
+        return Response(SignedInDeviceSerializer(devices, many=True).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request: Request, pk: str) -> Response:
+        signed_in_device_revoke(user=cast(User, request.user), device_id=uuid.UUID(pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=RevokedCountSerializer)
+    @action(detail=False, methods=["post"], url_path="revoke-others")
+    def revoke_others(self, request: Request) -> Response:
+        device_session_id, session_key = current_device(request)
+        revoked = signed_in_devices_revoke_others(
+            user=cast(User, request.user),
+            current_device_session_id=device_session_id,
+            current_session_key=session_key,
+        )
+        return Response({"revoked": revoked})

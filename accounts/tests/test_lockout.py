@@ -1,0 +1,290 @@
+"""Per-account lockout with escalating back-off, over every kind of sign-in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.test import Client
+from django.utils import timezone
+
+from accounts.lockout import unknown_identifier_record_failure, unknown_identifier_state
+from accounts.models import AccountLockout, User
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+WRONG_PASSWORD = "not-the-password-at-all"
+KINDS = ("page", "app", "browser", "admin")
+LOCKED_BODY = {
+    "type": "client_error",
+    "errors": [
+        {"code": "throttled", "detail": "Too many failed sign-in attempts. Retry later.", "attr": None}
+    ],
+}
+FAILURE_STATUS = {"page": 200, "app": 400, "browser": 400, "admin": 200}
+SUCCESS_STATUS = {"page": 302, "app": 200, "browser": 200, "admin": 302}
+
+
+@pytest.fixture(autouse=True)
+def _generous_ip_limits(settings: Any) -> None:
+    """These tests are about the account lockout, not the per-IP limits."""
+    settings.RATELIMIT_SIGNIN = "1000/m"
+
+
+@pytest.fixture
+def member() -> User:
+    """A staff member with a verified address: may sign in on every path, the admin included."""
+    user = UserFactory.create(is_staff=True)
+    EmailAddress.objects.create(user=user, email=user.email.lower(), primary=True, verified=True)
+    return user
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[timedelta], None]:
+    """Stop the time the service reads (timezone.now); tests move it forward themselves.
+
+    Retry-After is then exact however slow a run is.
+    """
+    frozen = timezone.now()
+
+    def advance(by: timedelta) -> None:
+        nonlocal frozen
+        frozen += by
+
+    monkeypatch.setattr(timezone, "now", lambda: frozen)
+    return advance
+
+
+def sign_in(client: Client, kind: str, identifier: str, password: str) -> Any:
+    if kind == "page":
+        return client.post("/accounts/login/", {"login": identifier, "password": password})
+    if kind == "admin":
+        return client.post(
+            "/admin/login/?next=/admin/", {"username": identifier, "password": password, "next": "/admin/"}
+        )
+    field = "email" if "@" in identifier else "username"
+    return client.post(
+        f"/_allauth/{kind}/v1/auth/login",
+        {field: identifier, "password": password},
+        content_type="application/json",
+    )
+
+
+def lockout_of(user: User) -> tuple[int, int, datetime | None]:
+    lockout = AccountLockout.objects.get(user=user)
+    return lockout.failed_attempts, lockout.lockout_count, lockout.locked_until
+
+
+def fail_until_locked(client: Client, kind: str, identifier: str) -> None:
+    for _ in range(5):
+        response = sign_in(client, kind, identifier, WRONG_PASSWORD)
+        assert response.status_code == FAILURE_STATUS[kind]
+
+
+def end_the_lockout(user: User) -> None:
+    AccountLockout.objects.filter(user=user).update(locked_until=timezone.now() - timedelta(seconds=1))
+
+
+def assert_locked_answer(response: Any, kind: str, retry_after: int) -> None:
+    assert response.status_code == 429
+    assert response["Retry-After"] == str(retry_after)
+    if kind in ("app", "browser"):
+        assert response["Content-Type"] == "application/json"
+        assert response.json() == LOCKED_BODY
+    else:
+        assert response["Content-Type"] == "text/html; charset=utf-8"
+        assert "Too many failed sign-in attempts. Retry later." in response.content.decode()
+
+
+def has_signed_in(user: User) -> bool:
+    user.refresh_from_db()
+    return user.last_login is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_five_failed_sign_ins_lock_the_account_for_a_minute(kind: str, member: User) -> None:
+    client = Client()
+    identifier = member.username if kind == "admin" else member.email
+
+    for attempt in range(1, 5):
+        response = sign_in(client, kind, identifier, WRONG_PASSWORD)
+        assert response.status_code == FAILURE_STATUS[kind]
+        assert lockout_of(member) == (attempt, 0, None)
+    response = sign_in(client, kind, identifier, WRONG_PASSWORD)
+
+    assert response.status_code == FAILURE_STATUS[kind]
+    assert lockout_of(member) == (0, 1, timezone.now() + timedelta(minutes=1))
+    assert_locked_answer(sign_in(client, kind, identifier, WRONG_PASSWORD), kind, retry_after=60)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_correct_password_is_refused_while_locked(kind: str, member: User) -> None:
+    client = Client()
+    identifier = member.username if kind == "admin" else member.email
+    fail_until_locked(client, kind, identifier)
+    locked = lockout_of(member)
+
+    response = sign_in(client, kind, identifier, DEFAULT_PASSWORD)
+
+    assert_locked_answer(response, kind, retry_after=60)
+    assert "_auth_user_id" not in client.session
+    assert not has_signed_in(member)
+    assert lockout_of(member) == locked
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sign_in_after_the_lockout_succeeds_and_clears_the_counters(kind: str, member: User) -> None:
+    client = Client()
+    identifier = member.username if kind == "admin" else member.email
+    fail_until_locked(client, kind, identifier)
+    end_the_lockout(member)
+
+    response = sign_in(client, kind, identifier, DEFAULT_PASSWORD)
+
+    assert response.status_code == SUCCESS_STATUS[kind]
+    assert has_signed_in(member)
+    assert lockout_of(member) == (0, 0, None)
+
+
+def test_lockout_escalates_through_1_5_15_30_60_then_stays_at_60_minutes(member: User) -> None:
+    client = Client()
+
+    for round_number, minutes in enumerate((1, 5, 15, 30, 60, 60), start=1):
+        fail_until_locked(client, "app", member.email)
+        lockout = AccountLockout.objects.get(user=member)
+        assert (lockout.failed_attempts, lockout.lockout_count) == (0, round_number)
+        assert lockout.last_failure_at is not None
+        assert lockout.locked_until == lockout.last_failure_at + timedelta(minutes=minutes)
+        assert_locked_answer(
+            sign_in(client, "app", member.email, DEFAULT_PASSWORD), "app", retry_after=minutes * 60
+        )
+        end_the_lockout(member)
+
+
+def test_username_and_email_share_the_account_counter(member: User) -> None:
+    client = Client()
+    for identifier in (member.username, member.email, member.email.upper(), member.username, member.email):
+        assert sign_in(client, "page", identifier, WRONG_PASSWORD).status_code == 200
+
+    assert_locked_answer(sign_in(client, "app", member.username, DEFAULT_PASSWORD), "app", retry_after=60)
+    assert lockout_of(member)[1] == 1
+
+
+def test_each_attempt_counts_once(member: User) -> None:
+    """The sign-in page passes the identifier as both e-mail and username to one authenticate()."""
+    client = Client()
+
+    sign_in(client, "page", member.email, WRONG_PASSWORD)
+    sign_in(client, "admin", member.email, WRONG_PASSWORD)
+    sign_in(client, "browser", member.email, WRONG_PASSWORD)
+
+    assert lockout_of(member) == (3, 0, None)
+
+
+def test_successful_sign_in_clears_failed_attempts(member: User) -> None:
+    client = Client()
+    for _ in range(4):
+        sign_in(client, "app", member.email, WRONG_PASSWORD)
+
+    assert sign_in(client, "app", member.email, DEFAULT_PASSWORD).status_code == 200
+    assert lockout_of(member) == (0, 0, None)
+
+    other_client = Client()
+    for _ in range(4):
+        assert sign_in(other_client, "app", member.email, WRONG_PASSWORD).status_code == 400
+    assert lockout_of(member)[:2] == (4, 0)
+    assert sign_in(other_client, "app", member.email, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_success_forgets_earlier_lockouts(member: User) -> None:
+    client = Client()
+    fail_until_locked(client, "app", member.email)
+    end_the_lockout(member)
+    assert sign_in(client, "app", member.email, DEFAULT_PASSWORD).status_code == 200
+
+    fail_until_locked(Client(), "app", member.email)
+
+    assert lockout_of(member) == (0, 1, timezone.now() + timedelta(minutes=1))
+    assert_locked_answer(sign_in(Client(), "app", member.email, DEFAULT_PASSWORD), "app", retry_after=60)
+
+
+def test_failures_older_than_a_day_are_forgotten(member: User, clock: Callable[[timedelta], None]) -> None:
+    client = Client()
+    for _ in range(4):
+        sign_in(client, "app", member.email, WRONG_PASSWORD)
+
+    clock(timedelta(hours=24))
+    response = sign_in(client, "app", member.email, WRONG_PASSWORD)
+
+    assert response.status_code == 400
+    assert lockout_of(member)[:2] == (1, 0)
+
+
+@pytest.mark.parametrize("kind", ["page", "app", "browser", "admin"])
+def test_unknown_identifier_and_locked_account_answer_identically(
+    kind: str, member: User, clock: Callable[[timedelta], None]
+) -> None:
+    known_client, unknown_client = Client(), Client()
+    known, unknown = member.email, "nobody@example.com"
+    users_before = User.objects.count()
+
+    for minutes in (1, 5):
+        for _ in range(5):
+            known_answer = sign_in(known_client, kind, known, WRONG_PASSWORD)
+            unknown_answer = sign_in(unknown_client, kind, unknown, WRONG_PASSWORD)
+            assert known_answer.status_code == unknown_answer.status_code == FAILURE_STATUS[kind]
+            if kind in ("app", "browser"):
+                assert known_answer.json() == unknown_answer.json()
+        known_locked = sign_in(known_client, kind, known, DEFAULT_PASSWORD)
+        unknown_locked = sign_in(unknown_client, kind, unknown, DEFAULT_PASSWORD)
+        assert_locked_answer(known_locked, kind, retry_after=minutes * 60)
+        assert_locked_answer(unknown_locked, kind, retry_after=minutes * 60)
+        assert known_locked.content == unknown_locked.content
+        clock(timedelta(minutes=minutes, seconds=1))
+
+    assert User.objects.count() == users_before
+    assert AccountLockout.objects.count() == 1
+
+
+def test_a_burst_of_parallel_failures_locks_an_unknown_identifier_once() -> None:
+    """Counted under a mutex, as an account's row is locked: a burst cannot tell the two apart."""
+    identifier = "nobody@example.com"
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(lambda _: unknown_identifier_record_failure(identifier=identifier), range(10)))
+
+    state = unknown_identifier_state(identifier)
+    assert (state.failed_attempts, state.lockout_count) == (0, 1)
+    assert state.locked_until == timezone.now() + timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        # allauth's headless views read a JSON body whatever the Content-Type says.
+        ("/_allauth/app/v1/auth/login", '{"email": "%s", "password": "%s"}', "text/plain"),
+        # A field the view ignores cannot name another account to the gate.
+        (
+            "/_allauth/app/v1/auth/login",
+            '{"login": "x", "email": "%s", "password": "%s"}',
+            "application/json",
+        ),
+        ("/accounts/login/", "username=x&login=%s&password=%s", "application/x-www-form-urlencoded"),
+        ("/admin/login/", "login=x&username=%s&password=%s", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_the_gate_reads_the_account_the_view_signs_in(
+    path: str, body: str, content_type: str, member: User
+) -> None:
+    fail_until_locked(Client(), "app", member.email)
+    identifier = member.username if path == "/admin/login/" else member.email
+
+    response = Client().post(path, body % (identifier, DEFAULT_PASSWORD), content_type=content_type)
+
+    assert response.status_code == 429
+    assert not has_signed_in(member)
