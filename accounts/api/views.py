@@ -30,9 +30,6 @@ from accounts.services import (
     user_update_profile,
 )
 from accounts.tokens import SESSION_CLAIM
-from audit.api.serializers import AuditEventSerializer
-from audit.api.views import AuditEventCursorPagination
-from audit.models import AuditEvent
 
 
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[User]):
@@ -53,20 +50,6 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         serializer.is_valid(raise_exception=True)
         user = user_update_profile(user=cast(User, request.user), **serializer.validated_data)
         return Response(UserSerializer(user).data)
-
-    @extend_schema(responses=AuditEventSerializer(many=True), summary="The caller's audit trail")
-    @action(
-        detail=False,
-        methods=["get"],
-        url_path="me/audit-events",
-        permission_classes=[permissions.IsAuthenticated],
-        serializer_class=AuditEventSerializer,
-        pagination_class=AuditEventCursorPagination,
-    )
-    def me_audit_events(self, request: Request) -> Response:
-        """Events the caller did or that were done to them, newest first."""
-        page = self.paginate_queryset(AuditEvent.objects.about_user(request.user.pk))  # type: ignore[arg-type]
-        return self.get_paginated_response(AuditEventSerializer(page, many=True).data)
 
 
 class TokenRefreshView(APIView):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, mixins, pagination, permissions, viewsets
+from rest_framework import exceptions, generics, mixins, pagination, permissions, viewsets
 from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
@@ -126,3 +126,18 @@ class AuditEventViewSet(
         filename = f"audit-events-{timezone.now():%Y%m%dT%H%M%SZ}.{export_format}"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+class MyAuditEventListView(generics.ListAPIView[AuditEvent]):
+    """Events the caller did or that were done to them, newest first."""
+
+    serializer_class = AuditEventSerializer
+    permission_classes = [permissions.IsAuthenticated]
+    pagination_class = AuditEventCursorPagination
+
+    def get_queryset(self) -> AuditEventQuerySet:
+        return AuditEvent.objects.about_user(self.request.user.pk).order_by("-id")
+
+    @extend_schema(summary="The caller's audit trail")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+        return super().get(request, *args, **kwargs)

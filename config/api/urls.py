@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView, UserViewSet
-from audit.api.views import AuditEventViewSet
+from audit.api.views import AuditEventViewSet, MyAuditEventListView
 from config.views import api_not_found
 
 router = DefaultRouter(trailing_slash=True)
@@ -17,6 +17,8 @@ router.register("sessions", SignedInDeviceViewSet, basename="session")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [
+    # Before the router, whose users/{id}/ would not match it anyway: the caller's own trail.
+    path("users/me/audit-events/", MyAuditEventListView.as_view(), name="user-me-audit-events"),
     path("", include(router.urls)),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
