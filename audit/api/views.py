@@ -25,6 +25,7 @@ from audit.api.serializers import (
 )
 from audit.filters import AuditEventFilter
 from audit.models import AuditEvent, AuditEventQuerySet
+from audit.services import audit_record
 
 EXPORT_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
 EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip, and written per chunk of the response
@@ -95,7 +96,9 @@ class AuditEventViewSet(
             "Takes the list's filters and streams every matching event, newest first, as a file "
             "download (`Content-Disposition: attachment`). CSV has one column per field, "
             "`changes` and `metadata` as JSON, and cells a spreadsheet would run as a formula "
-            "prefixed with `'`; JSON lines have the list's shape, one event per line."
+            "prefixed with `'`; JSON lines have the list's shape, one event per line. The file is a "
+            "snapshot of the trail when asked; the export itself is recorded as "
+            "`audit.events.exported`."
         ),
         parameters=[
             OpenApiParameter(
@@ -116,8 +119,21 @@ class AuditEventViewSet(
             raise exceptions.ValidationError(
                 {"as": [exceptions.ErrorDetail('Choose "csv" or "jsonl".', code="invalid_choice")]}
             )
+        queryset = self.filter_queryset(self.get_queryset())  # a bad filter is a 400 before anything
+        # The export is a snapshot of the trail as it stood when asked: rows arriving while it
+        # streams (its own event first) are left out.
+        newest_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        audit_record(
+            action="audit.events.exported",
+            request=request,
+            metadata={
+                "format": export_format,
+                "filters": {key: value for key, value in request.query_params.items() if key != "as"},
+                "up_to_id": newest_id,
+            },
+        )
         rows = (
-            self.filter_queryset(self.get_queryset())
+            queryset.filter(id__lte=newest_id)
             .values_list(*EXPORT_COLUMNS)
             .iterator(chunk_size=EXPORT_CHUNK_SIZE)  # a server-side cursor on PostgreSQL
         )

@@ -501,15 +501,42 @@ def test_staff_export_json_lines_in_the_api_shape(
         as_json(trail["system_prunes"]),
         as_json(trail["client_gets_token"]),
     ]
+    listed = staff_client.get(
+        LIST_URL, {"occurred_after": timestamp(trail["client_gets_token"]), "action": "audit.events.exported"}
+    )
+    (export_event,) = listed.json()["results"]
     listed = staff_client.get(LIST_URL, {"occurred_after": timestamp(trail["client_gets_token"])}).json()[
         "results"
     ]
-    assert [json.loads(line) for line in content.splitlines()] == listed
+    assert [json.loads(line) for line in content.splitlines()] == [
+        item for item in listed if item["id"] != export_event["id"]
+    ]
+
+
+def test_an_export_is_itself_audited_and_not_part_of_its_own_file(
+    staff_client: APIClient, staff_user: User, trail: dict[str, AuditEvent], bob: User
+) -> None:
+    newest = AuditEvent.objects.order_by("-id").first()
+    assert newest is not None
+
+    response = staff_client.get(
+        EXPORT_URL, {"as": "jsonl", "target_id": str(bob.pk)}, REMOTE_ADDR="198.51.100.9"
+    )
+    exported = [json.loads(line)["id"] for line in streamed(response).splitlines()]
+
+    event = AuditEvent.objects.get(action="audit.events.exported")
+    assert str(event.event_id) not in exported
+    assert (event.actor_type, event.actor_id, event.outcome) == ("user", str(staff_user.pk), "success")
+    assert event.ip_address == "198.51.100.9"
+    assert event.metadata == {"format": "jsonl", "filters": {"target_id": str(bob.pk)}, "up_to_id": newest.pk}
+    # A refused export changes nothing and records nothing.
+    assert staff_client.get(EXPORT_URL, {"as": "xml"}).status_code == 400
+    assert AuditEvent.objects.filter(action="audit.events.exported").count() == 1
 
 
 def test_export_of_nothing_is_a_header_or_an_empty_file(staff_client: APIClient) -> None:
     assert streamed(staff_client.get(EXPORT_URL, {"as": "csv"})) == ",".join(CSV_HEADER) + "\r\n"
-    assert streamed(staff_client.get(EXPORT_URL, {"as": "jsonl"})) == ""
+    assert streamed(staff_client.get(EXPORT_URL, {"as": "jsonl", "action": "accounts.user.signed_in"})) == ""
 
 
 @pytest.mark.parametrize(
