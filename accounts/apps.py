@@ -7,4 +7,4 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import receivers, schema  # noqa: F401  (connects receivers, registers schema extensions)
+        from accounts import policies, receivers, schema  # noqa: F401  (rules, receivers, schema extensions)

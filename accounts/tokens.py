@@ -23,6 +23,7 @@ DEVICE_SESSION_ID_KEY = "accounts.device_session_id"
 CACHED_USER_FIELDS = tuple(
     field.attname for field in User._meta.concrete_fields if field.attname != "password"
 )
+ROLES_KEY = "_roles"
 ACTIVE = "active"
 REVOKED = "revoked"
 
@@ -103,10 +104,17 @@ def access_token_user(*, token: AccessToken) -> User | None:
 
 def user_cache_dump(user: User) -> dict[str, Any]:
     """The user's columns for the cache: everything but the password hash."""
-    return {field: getattr(user, field) for field in CACHED_USER_FIELDS}
+    values = {field: getattr(user, field) for field in CACHED_USER_FIELDS}
+    values[ROLES_KEY] = user.roles  # policies read roles on every API call: keep them off the database
+    return values
 
 
 def user_cache_load(values: dict[str, Any]) -> User:
     """Rebuild a user from the cache. The password stays deferred: reading it queries the database,
     and `save()` writes only the loaded columns, so a cached copy can never overwrite it."""
-    return User.from_db("default", list(values), list(values.values()))
+    values = dict(values)
+    roles = values.pop(ROLES_KEY, None)
+    user = User.from_db("default", list(values), list(values.values()))
+    if roles is not None:
+        user._roles = roles
+    return user

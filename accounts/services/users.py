@@ -72,6 +72,9 @@ def user_create(
         EmailAddress.objects.create(
             user=user, email=user.email.lower(), primary=True, verified=email_verified
         )
+    from accounts.services.moderation import user_roles_initialise
+
+    user_roles_initialise(user=user)
     return user
 
 

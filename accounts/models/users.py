@@ -20,6 +20,20 @@ from accounts.validators import (
 )
 
 DESCRIPTION_MAX_LENGTH = 256
+REASON_MAX_LENGTH = 256
+
+
+class Role(models.TextChoices):
+    """The service's roles, each a Django group of that name (docs/decisions/0008-roles-and-policies.md)."""
+
+    ADMIN = "admin", "Administrator"
+    MODERATOR = "moderator", "Moderator"
+    TESTER = "tester", "Tester"
+    USER = "user", "User"
+
+
+# Roles that make a user staff (able to sign in to the Django admin).
+STAFF_ROLES = frozenset({Role.ADMIN, Role.MODERATOR})
 
 
 class UserQuerySet(models.QuerySet["User"]):
@@ -78,6 +92,12 @@ class User(AbstractBaseUser, PermissionsMixin):
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(
         null=True, blank=True, help_text="When the owner asked for deletion; purged after the grace period."
+    )
+    deactivation_reason = models.CharField(
+        max_length=REASON_MAX_LENGTH, blank=True, help_text="Why staff deactivated the account, if they did."
+    )
+    purged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the grace period ended and personal data was erased."
     )
 
     objects: ClassVar[UserManager] = UserManager()
@@ -157,6 +177,18 @@ class User(AbstractBaseUser, PermissionsMixin):
                 by_field.setdefault(target, []).append(item)
         return ValidationError(by_field)
 
+    @property
+    def roles(self) -> list[str]:
+        """The user's role names, sorted; one query unless groups are prefetched or cached."""
+        cached: list[str] | None = getattr(self, "_roles", None)
+        if cached is None:
+            cached = sorted(group.name for group in self.groups.all() if group.name in Role.values)
+            self._roles = cached
+        return cached
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
     def get_full_name(self) -> str:
         return self.display_name or self.username
 
@@ -164,78 +196,25 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.display_name or self.username
 
 
-class DeviceSessionQuerySet(models.QuerySet["DeviceSession"]):
-    def active(self) -> DeviceSessionQuerySet:
-        return self.filter(revoked_at__isnull=True)
+class UserBlock(models.Model):
+    """`blocker` no longer wants `blocked` to see them: their profile is a 404 to `blocked`."""
 
-
-class DeviceSession(models.Model):
-    """One signed-in device of an API client: every JWT pair it holds carries this session's ID.
-
-    Only one refresh token of a device session is valid at a time (`refresh_jti`); presenting an
-    older one is reuse, and revokes the session (docs/decisions/0005-device-sessions-and-jwt.md).
-    """
-
-    class RevokeReason(models.TextChoices):
-        SIGNED_OUT = "signed_out", "Signed out"
-        REVOKED = "revoked", "Revoked by the user"
-        REFRESH_REUSED = "refresh_reused", "A used refresh token was presented again"
-        PASSWORD_CHANGED = "password_changed", "Password changed"
-        DEACTIVATED = "deactivated", "Account deactivated"
-        EXPIRED = "expired", "Expired"
-        STAFF = "staff", "Revoked by staff"
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="device_sessions")
-    label = models.CharField(max_length=128, blank=True, help_text="The device, as read from its user agent.")
-    user_agent = models.CharField(max_length=512, blank=True)
-    ip_address = models.GenericIPAddressField(null=True, blank=True)
-    session_key = models.CharField(
-        max_length=64,
-        blank=True,
-        db_index=True,
-        help_text="The sign-in session (allauth) this device came from.",
-    )
-    refresh_jti = models.CharField(max_length=64, help_text="The one refresh token currently valid.")
-    previous_refresh_jti = models.CharField(max_length=64, blank=True)
-    rotated_at = models.DateTimeField(null=True, blank=True)
+    blocker = models.ForeignKey(User, on_delete=models.CASCADE, related_name="blocks_made")
+    blocked = models.ForeignKey(User, on_delete=models.CASCADE, related_name="blocks_received")
     created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField()
-    expires_at = models.DateTimeField(
-        help_text="When the refresh chain ends; signing in again starts a new one."
-    )
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoke_reason = models.CharField(max_length=32, choices=RevokeReason.choices, blank=True)
-
-    objects = DeviceSessionQuerySet.as_manager()
 
     class Meta:
-        ordering = ("-last_used_at",)
-        indexes = [models.Index(fields=["user", "revoked_at"], name="accounts_devsess_user_idx")]
+        ordering = ("-created_at",)
+        constraints = [
+            models.UniqueConstraint(fields=["blocker", "blocked"], name="accounts_userblock_unique"),
+            models.CheckConstraint(
+                condition=~Q(blocker=F("blocked")),
+                name="accounts_userblock_not_self",
+                violation_error_code="block_self",
+                violation_error_message="You cannot block yourself.",
+            ),
+        ]
+        indexes = [models.Index(fields=["blocked", "blocker"], name="accounts_userblock_blocked_idx")]
 
     def __str__(self) -> str:
-        return f"{self.user} on {self.label or 'unknown device'}"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
-
-class AccountLockout(models.Model):
-    """Failed sign-in attempts of one account and the lockout they earned (escalating back-off)."""
-
-    user = models.OneToOneField(User, on_delete=models.CASCADE, primary_key=True, related_name="lockout")
-    failed_attempts = models.PositiveIntegerField(
-        default=0, help_text="Failures since the last success or lockout."
-    )
-    lockout_count = models.PositiveSmallIntegerField(
-        default=0, help_text="Lockouts in a row; each lasts longer than the one before."
-    )
-    locked_until = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        verbose_name = "account lockout"
-
-    def __str__(self) -> str:
-        return f"lockout of {self.user_id}"
+        return f"{self.blocker_id} blocks {self.blocked_id}"

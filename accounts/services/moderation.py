@@ -1,0 +1,191 @@
+"""Staff actions on users: roles, deactivation, reactivation, lock-down; and users blocking users.
+
+Each function changes the user, revokes what must be revoked and records the audit event in one
+transaction. Callers check the policy first (`accounts.policies`); these functions enforce only
+the invariants that hold whoever calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from allauth.usersessions.models import UserSession
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+from accounts.models import STAFF_ROLES, DeviceSession, Role, User, UserBlock
+from accounts.services.users import browser_session_end, device_sessions_revoke
+from accounts.tokens import user_forget
+from audit.services import audit_record
+
+
+def _role_groups(names: Iterable[str]) -> list[Group]:
+    names = set(names)
+    groups = list(Group.objects.filter(name__in=names))
+    missing = names - {group.name for group in groups}
+    groups += [
+        Group.objects.create(name=name) for name in sorted(missing)
+    ]  # a database without the data migration
+    return groups
+
+
+def _apply_role_flags(user: User, roles: set[str]) -> list[str]:
+    """Staff and superuser flags follow the roles: admins are superusers, moderators are staff."""
+    user.is_staff = bool(roles & STAFF_ROLES)
+    user.is_superuser = Role.ADMIN in roles
+    user._roles = sorted(roles)
+    return ["is_staff", "is_superuser"]
+
+
+@transaction.atomic
+def user_roles_initialise(*, user: User) -> None:
+    """Give a new user the `user` role (and `admin` to a superuser created from the command line)."""
+    roles = {Role.USER.value}
+    if user.is_superuser:
+        roles.add(Role.ADMIN.value)
+    elif user.is_staff:
+        roles.add(Role.MODERATOR.value)
+    user.groups.add(*_role_groups(roles))
+    user._roles = sorted(roles)
+
+
+@transaction.atomic
+def user_set_roles(*, user: User, roles: Iterable[str], actor: User | None = None) -> User:
+    """Replace the user's roles; `user` is always kept. Records `accounts.user.roles_changed`."""
+    wanted = set(roles) | {Role.USER.value}
+    unknown = wanted - set(Role.values)
+    if unknown:
+        raise ValidationError(
+            {"roles": ValidationError(f"Unknown role: {', '.join(sorted(unknown))}.", code="invalid_choice")}
+        )
+    if actor is not None and actor.pk == user.pk and Role.ADMIN in user.roles and Role.ADMIN not in wanted:
+        raise ValidationError(
+            {"roles": ValidationError("You cannot remove your own admin role.", code="cannot_demote_self")}
+        )
+    before = set(user.roles)
+    kept = [group for group in user.groups.all() if group.name not in Role.values]
+    user.groups.set([*kept, *_role_groups(wanted)])
+    fields = _apply_role_flags(user, wanted)
+    user.save(update_fields=[*fields, "updated_at"])
+    if before != wanted:
+        audit_record(
+            action="accounts.user.roles_changed",
+            actor=actor,
+            target=user,
+            changes={"roles": [sorted(before), sorted(wanted)]},
+        )
+    return user
+
+
+def _revoke_everything(*, user: User, reason: str) -> dict[str, int]:
+    """End every device session, browser session and OAuth token of the user."""
+    devices = device_sessions_revoke(user=user, reason=reason)
+    browsers = 0
+    for user_session in UserSession.objects.filter(user=user):
+        browser_session_end(user_session=user_session)
+        browsers += 1
+    now = timezone.now()
+    refresh_tokens = (
+        get_refresh_token_model().objects.filter(user=user, revoked__isnull=True).update(revoked=now)
+    )
+    access_tokens, _ = get_access_token_model().objects.filter(user=user).delete()
+    transaction.on_commit(lambda: user_forget(user_id=user.pk))
+    return {
+        "device_sessions": devices,
+        "browser_sessions": browsers,
+        "oauth_access_tokens": access_tokens,
+        "oauth_refresh_tokens": refresh_tokens,
+    }
+
+
+@transaction.atomic
+def user_sign_out_everywhere(*, user: User, actor: User | None = None) -> dict[str, int]:
+    """Revoke every session and token of the user, who stays active.
+
+    Records `accounts.user.signed_out_everywhere`.
+    """
+    revoked = _revoke_everything(user=user, reason=DeviceSession.RevokeReason.STAFF)
+    audit_record(action="accounts.user.signed_out_everywhere", actor=actor, target=user, metadata=revoked)
+    return revoked
+
+
+@transaction.atomic
+def user_deactivate(*, user: User, reason: str = "", actor: User | None = None) -> User:
+    """Deactivate the user: they can't sign in, and their access tokens fail on the next request."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if not user.is_active:
+        return user
+    user.is_active = False
+    user.deactivation_reason = reason
+    user.save(update_fields=["is_active", "deactivation_reason", "updated_at"])
+    device_sessions_revoke(user=user, reason=DeviceSession.RevokeReason.DEACTIVATED)
+    transaction.on_commit(lambda: user_forget(user_id=user.pk))
+    audit_record(
+        action="accounts.user.deactivated",
+        actor=actor,
+        target=user,
+        changes={"is_active": [True, False]},
+        metadata={"reason": reason},
+    )
+    return user
+
+
+@transaction.atomic
+def user_reactivate(*, user: User, actor: User | None = None) -> User:
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.is_active:
+        return user
+    if user.purged_at is not None:
+        raise ValidationError("A purged account cannot be reactivated.", code="account_purged")
+    user.is_active = True
+    user.deactivation_reason = ""
+    user.save(update_fields=["is_active", "deactivation_reason", "updated_at"])
+    audit_record(
+        action="accounts.user.reactivated", actor=actor, target=user, changes={"is_active": [False, True]}
+    )
+    return user
+
+
+@transaction.atomic
+def user_lock_down(*, user: User, reason: str = "", actor: User | None = None) -> dict[str, Any]:
+    """Deactivate and revoke every session, JWT and OAuth token, with one audit event, all or nothing."""
+    locked = User.objects.select_for_update().get(pk=user.pk)
+    was_active = locked.is_active
+    locked.is_active = False
+    locked.deactivation_reason = reason
+    locked.save(update_fields=["is_active", "deactivation_reason", "updated_at"])
+    revoked = _revoke_everything(user=locked, reason=DeviceSession.RevokeReason.STAFF)
+    audit_record(
+        action="accounts.user.locked_down",
+        actor=actor,
+        target=locked,
+        changes={"is_active": [was_active, False]},
+        metadata={"reason": reason, "revoked": revoked},
+    )
+    return {"user": locked, "revoked": revoked}
+
+
+@transaction.atomic
+def user_block(*, blocker: User, blocked: User) -> UserBlock:
+    """`blocker` blocks `blocked` (idempotent)."""
+    if blocker.pk == blocked.pk:
+        raise ValidationError("You cannot block yourself.", code="block_self")
+    try:
+        with transaction.atomic():
+            block, created = UserBlock.objects.get_or_create(blocker=blocker, blocked=blocked)
+    except IntegrityError:  # a concurrent identical block won the race
+        return UserBlock.objects.get(blocker=blocker, blocked=blocked)
+    if created:
+        audit_record(action="accounts.user.blocked", actor=blocker, target=blocked)
+    return block
+
+
+@transaction.atomic
+def user_unblock(*, blocker: User, blocked: User) -> None:
+    deleted, _ = UserBlock.objects.filter(blocker=blocker, blocked=blocked).delete()
+    if deleted:
+        audit_record(action="accounts.user.unblocked", actor=blocker, target=blocked)
