@@ -81,7 +81,8 @@ def user_set_roles(*, user: User, roles: Iterable[str], actor: User | None = Non
     return user
 
 
-def _revoke_everything(*, user: User, reason: str) -> dict[str, int]:
+@transaction.atomic
+def user_revoke_everything(*, user: User, reason: str) -> dict[str, int]:
     """End every device session, browser session and OAuth token of the user."""
     devices = device_sessions_revoke(user=user, reason=reason)
     browsers = 0
@@ -108,7 +109,7 @@ def user_sign_out_everywhere(*, user: User, actor: User | None = None) -> dict[s
 
     Records `accounts.user.signed_out_everywhere`.
     """
-    revoked = _revoke_everything(user=user, reason=DeviceSession.RevokeReason.STAFF)
+    revoked = user_revoke_everything(user=user, reason=DeviceSession.RevokeReason.STAFF)
     audit_record(action="accounts.user.signed_out_everywhere", actor=actor, target=user, metadata=revoked)
     return revoked
 
@@ -158,7 +159,7 @@ def user_lock_down(*, user: User, reason: str = "", actor: User | None = None) -
     locked.is_active = False
     locked.deactivation_reason = reason
     locked.save(update_fields=["is_active", "deactivation_reason", "updated_at"])
-    revoked = _revoke_everything(user=locked, reason=DeviceSession.RevokeReason.STAFF)
+    revoked = user_revoke_everything(user=locked, reason=DeviceSession.RevokeReason.STAFF)
     audit_record(
         action="accounts.user.locked_down",
         actor=actor,
