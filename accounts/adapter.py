@@ -7,16 +7,20 @@ sends goes out through a Celery task after the transaction commits.
 
 from __future__ import annotations
 
+from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.internal.flows.signup import prevent_enumeration
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.headless.base.response import AuthenticationResponse
+from allauth.headless.internal.restkit.response import APIResponse
 from allauth.headless.tokens.strategies.sessions import SessionTokenStrategy
 from django.core.exceptions import ValidationError
 from django.forms import BaseForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from accounts.emails import email_queue
 from accounts.exceptions import RefreshTokenRejected
@@ -53,6 +57,46 @@ class AccountAdapter(DefaultAccountAdapter):
 
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         email_queue(template_prefix=template_prefix, to=email, context=context)
+
+    def respond_user_inactive(self, request: HttpRequest, user: Any) -> HttpResponse:
+        """An inactive account's right password: if its deletion is pending, offer the undo.
+
+        allauth reaches this only after the password (or another sign-in method) proved who is
+        signing in; a wrong password gets the ordinary error, so nothing is disclosed. A fresh undo
+        link is e-mailed, and the page (or, headless, a 403 `account_pending_deletion`) says so.
+        """
+        from accounts.services.deletion import user_deletion_remind
+        from accounts.views import DELETION_PENDING_SESSION_KEY
+
+        purge_after = user_deletion_remind(user=user) if isinstance(user, User) else None
+        if purge_after is None:
+            return super().respond_user_inactive(request, user)
+        if hasattr(getattr(request, "allauth", None), "headless"):
+            return AccountPendingDeletionResponse(request, purge_after=purge_after)
+        request.session[DELETION_PENDING_SESSION_KEY] = purge_after.isoformat()
+        return HttpResponseRedirect(reverse("account_deletion_pending"))
+
+
+class AccountPendingDeletionResponse(AuthenticationResponse):
+    """Headless: the account is pending deletion and an undo link was e-mailed (403).
+
+    An `AuthenticationResponse`, so allauth's headless views return it as it is.
+    """
+
+    def __init__(self, request: HttpRequest, *, purge_after: datetime) -> None:
+        APIResponse.__init__(
+            self,
+            request,
+            errors=[
+                {
+                    "code": "account_pending_deletion",
+                    "message": "This account is scheduled for deletion. We e-mailed you a link to keep it.",
+                    "param": None,
+                }
+            ],
+            meta={"is_authenticated": False, "purge_after": purge_after.isoformat()},
+            status=HTTPStatus.FORBIDDEN,
+        )
 
 
 class DeviceTokenStrategy(SessionTokenStrategy):

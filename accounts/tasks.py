@@ -136,3 +136,31 @@ def email_send(self: Task[Any, Any], payload: dict[str, Any]) -> None:
         )
         raise self.retry(exc=error, countdown=countdown, **email_send_options(payload)) from error
     _email_mark(message_id, sent=True)
+
+
+# --- account deletion and data export (accounts.services.deletion, accounts.services.exports) ----
+
+
+@shared_task(name="accounts.users_purge_due")
+def users_purge_due() -> int:
+    """Anonymise every account whose deletion grace period has ended (daily beat job)."""
+    from accounts.services.deletion import users_purge_due as purge
+
+    return purge()
+
+
+@shared_task(name="accounts.data_export_build")
+def data_export_build(export_id: str) -> str | None:
+    """Build one requested data export; a no-op when it is no longer pending."""
+    from accounts.services.exports import data_export_build as build
+
+    export = build(export_id=export_id)
+    return None if export is None else export.status
+
+
+@shared_task(name="accounts.data_exports_expire")
+def data_exports_expire() -> dict[str, int]:
+    """Delete export files whose download link has expired (beat job)."""
+    from accounts.services.exports import data_exports_expire as expire
+
+    return expire()

@@ -23,6 +23,10 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Keep the audit trail within AUDIT_RETENTION_DAYS; batches keep each lock short.
     "audit-events-prune": {"task": "audit.events_prune", "schedule": crontab(minute=17, hour=3)},
+    # Erase accounts whose deletion grace period (ACCOUNT_DELETION_GRACE_DAYS) has ended.
+    "accounts-users-purge-due": {"task": "accounts.users_purge_due", "schedule": crontab(minute=37, hour=3)},
+    # Personal data exports are downloadable for DATA_EXPORT_LINK_HOURS; then their files go.
+    "accounts-data-exports-expire": {"task": "accounts.data_exports_expire", "schedule": crontab(minute=7)},
 }
 
 REQUEST_ID_HEADER = "request_id"

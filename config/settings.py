@@ -526,3 +526,8 @@ LOGGING = {
 
 # How long audit events are kept; a nightly job deletes older ones.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+
+# Days an account asking for deletion can be restored before a daily job erases it.
+ACCOUNT_DELETION_GRACE_DAYS = env.int("ACCOUNT_DELETION_GRACE_DAYS", default=14)
+# Hours a personal data export's download link works; a job then deletes the file.
+DATA_EXPORT_LINK_HOURS = env.int("DATA_EXPORT_LINK_HOURS", default=24)

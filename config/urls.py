@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from accounts import views as account_views
 from config import health, views
 
 admin.site.site_header = "Identity administration"
@@ -14,6 +15,9 @@ admin.site.index_title = "Users, clients and settings"
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
+    # Account deletion's browser pages (accounts/views.py), beside allauth's.
+    path("accounts/deletion/undo/", account_views.deletion_undo, name="account_deletion_undo"),
+    path("accounts/deletion/pending/", account_views.deletion_pending, name="account_deletion_pending"),
     path("accounts/", include("allauth.urls")),
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", include("config.api.urls")),

@@ -13,6 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api.deletion import DELETE_ME_SCHEMA, delete_me
 from accounts.api.serializers import (
     RevokedCountSerializer,
     SignedInDeviceSerializer,
@@ -50,6 +51,11 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         serializer.is_valid(raise_exception=True)
         user = user_update_profile(user=cast(User, request.user), **serializer.validated_data)
         return Response(UserSerializer(user).data)
+
+    @DELETE_ME_SCHEMA
+    @me.mapping.delete
+    def delete_me(self, request: Request) -> Response:
+        return delete_me(request)
 
 
 class TokenRefreshView(APIView):

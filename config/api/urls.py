@@ -6,6 +6,12 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
+from accounts.api.deletion import (
+    DataExportCreateView,
+    DataExportDetailView,
+    DataExportDownloadView,
+    DeletionUndoView,
+)
 from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView, UserViewSet
 from audit.api.views import AuditEventViewSet, MyAuditEventListView
 from config.views import api_not_found
@@ -19,6 +25,15 @@ router.register("audit-events", AuditEventViewSet, basename="audit-event")
 urlpatterns = [
     # Before the router, whose users/{id}/ would not match it anyway: the caller's own trail.
     path("users/me/audit-events/", MyAuditEventListView.as_view(), name="user-me-audit-events"),
+    # Account deletion's undo for app clients, and personal data exports (accounts/api/deletion.py).
+    path("users/deletion/undo/", DeletionUndoView.as_view(), name="user-deletion-undo"),
+    path("users/me/export/", DataExportCreateView.as_view(), name="user-me-export"),
+    path("users/me/export/<uuid:export_id>/", DataExportDetailView.as_view(), name="user-me-export-detail"),
+    path(
+        "users/me/export/<uuid:export_id>/download/",
+        DataExportDownloadView.as_view(),
+        name="user-me-export-download",
+    ),
     path("", include(router.urls)),
     path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
