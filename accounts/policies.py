@@ -61,6 +61,7 @@ rules.add_perm("accounts.list_users", staff)
 rules.add_perm("accounts.view_user", staff | is_self)
 rules.add_perm("accounts.view_user_profile", is_signed_in & (staff | is_self | ~is_blocked_by_target))
 rules.add_perm("accounts.change_user", moderates_target | is_self)
+rules.add_perm("accounts.block_user", is_signed_in)  # yourself: the service refuses, `block_self`
 rules.add_perm("accounts.add_user", is_admin)
 rules.add_perm("accounts.delete_user", is_admin)
 rules.add_perm("accounts.assign_roles", is_admin)

@@ -1,4 +1,4 @@
-"""The users resource: staff read every user; everyone reads and updates themselves at `me`."""
+"""Tokens and signed-in devices of the caller (the users resource is in accounts/api/users.py)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,17 @@ from typing import cast
 
 from drf_spectacular.utils import extend_schema
 from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
-from rest_framework import mixins, permissions, status, viewsets
+from rest_framework import permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api.deletion import DELETE_ME_SCHEMA, delete_me
 from accounts.api.serializers import (
     RevokedCountSerializer,
     SignedInDeviceSerializer,
     TokenPairSerializer,
     TokenRefreshSerializer,
-    UserProfileUpdateSerializer,
-    UserSerializer,
 )
 from accounts.models import User
 from accounts.selectors import signed_in_device_list
@@ -28,34 +25,8 @@ from accounts.services import (
     device_session_refresh,
     signed_in_device_revoke,
     signed_in_devices_revoke_others,
-    user_update_profile,
 )
 from accounts.tokens import SESSION_CLAIM
-
-
-class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[User]):
-    queryset = User.objects.order_by("username")
-    serializer_class = UserSerializer
-    permission_classes = [permissions.IsAdminUser]
-    lookup_value_regex = "[0-9a-f-]{36}"
-
-    @extend_schema(responses=UserSerializer)
-    @action(detail=False, methods=["get"], permission_classes=[permissions.IsAuthenticated])
-    def me(self, request: Request) -> Response:
-        return Response(UserSerializer(cast(User, request.user)).data)
-
-    @extend_schema(request=UserProfileUpdateSerializer, responses=UserSerializer)
-    @me.mapping.patch
-    def update_me(self, request: Request) -> Response:
-        serializer = UserProfileUpdateSerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        user = user_update_profile(user=cast(User, request.user), **serializer.validated_data)
-        return Response(UserSerializer(user).data)
-
-    @DELETE_ME_SCHEMA
-    @me.mapping.delete
-    def delete_me(self, request: Request) -> Response:
-        return delete_me(request)
 
 
 class TokenRefreshView(APIView):

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, Value
 from django.db.models.functions import Lower, Replace
 
 from accounts.validators import (
@@ -36,19 +36,71 @@ class Role(models.TextChoices):
 STAFF_ROLES = frozenset({Role.ADMIN, Role.MODERATOR})
 
 
+# Authenticator types that are a second factor on their own (recovery codes only back one up).
+MFA_FACTOR_TYPES = ("totp", "webauthn")
+# Fields `UserQuerySet.search` matches, case-insensitively, anywhere in the value.
+SEARCH_FIELDS = ("username", "email", "display_name")
+
+
 class UserQuerySet(models.QuerySet["User"]):
+    """Chainable reads of users; the staff API and the Django admin filter with the same methods."""
+
     def with_email(self, email: str) -> UserQuerySet:
         return self.filter(email__iexact=email)
 
+    def search(self, term: str) -> UserQuerySet:
+        """Users whose username, e-mail or display name contains `term` (trigram-indexed on PostgreSQL)."""
+        term = term.strip()
+        if not term:
+            return self
+        condition = Q()
+        for field in SEARCH_FIELDS:
+            condition |= Q(**{f"{field}__icontains": term})
+        return self.filter(condition)
 
-class UserManager(BaseUserManager["User"]):
+    def with_role(self, role: str) -> UserQuerySet:
+        return self.filter(groups__name=role)
+
+    def with_email_verified(self, verified: bool) -> UserQuerySet:
+        return self.filter(_email_verified_exists()) if verified else self.exclude(_email_verified_exists())
+
+    def with_mfa(self, enabled: bool) -> UserQuerySet:
+        return self.filter(_mfa_exists()) if enabled else self.exclude(_mfa_exists())
+
+    def with_social_provider(self, provider: str) -> UserQuerySet:
+        from allauth.socialaccount.models import SocialAccount
+
+        return self.filter(Exists(SocialAccount.objects.filter(user=OuterRef("pk"), provider=provider)))
+
+    def for_staff_list(self) -> UserQuerySet:
+        """What a page of the staff list shows, in a constant number of queries: flags annotated,
+        roles and social providers prefetched."""
+        from allauth.socialaccount.models import SocialAccount
+        from django.contrib.auth.models import Group
+
+        return self.annotate(email_verified=_email_verified_exists(), has_mfa=_mfa_exists()).prefetch_related(
+            Prefetch("groups", queryset=Group.objects.only("id", "name")),
+            Prefetch("socialaccount_set", queryset=SocialAccount.objects.only("id", "user_id", "provider")),
+        )
+
+
+def _email_verified_exists() -> Exists:
+    """The user's primary e-mail address is verified."""
+    from allauth.account.models import EmailAddress
+
+    return Exists(EmailAddress.objects.filter(user=OuterRef("pk"), primary=True, verified=True))
+
+
+def _mfa_exists() -> Exists:
+    from allauth.mfa.models import Authenticator
+
+    return Exists(Authenticator.objects.filter(user=OuterRef("pk"), type__in=MFA_FACTOR_TYPES))
+
+
+class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
+    """Creates users through `accounts.services.user_create`; every UserQuerySet method is here too."""
+
     use_in_migrations = True
-
-    def get_queryset(self) -> UserQuerySet:
-        return UserQuerySet(self.model, using=self._db)
-
-    def with_email(self, email: str) -> UserQuerySet:
-        return self.get_queryset().with_email(email)
 
     def get_by_natural_key(self, username: str | None) -> User:
         # Usernames are lowercase by rule, so sign-in is case-insensitive by construction.
@@ -133,6 +185,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         indexes = [
             models.Index(fields=["created_at"], name="accounts_user_created_idx"),
             models.Index(fields=["deleted_at"], name="accounts_user_deleted_idx"),
+            models.Index(fields=["last_login"], name="accounts_user_last_login_idx"),
         ]
 
     # Constraint errors Django reports as non-field errors, and the field each one is about.

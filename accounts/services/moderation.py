@@ -1,4 +1,5 @@
-"""Staff actions on users: roles, deactivation, reactivation, lock-down; and users blocking users.
+"""Staff actions on users: roles, deactivation, reactivation, lock-down, sign-out everywhere,
+password reset and e-mail verification; and users blocking users.
 
 Each function changes the user, revokes what must be revoked and records the audit event in one
 transaction. Callers check the policy first (`accounts.policies`); these functions enforce only
@@ -10,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from allauth.account.adapter import get_adapter
+from allauth.account.forms import default_token_generator
+from allauth.account.models import EmailAddress
+from allauth.account.utils import user_pk_to_url_str
 from allauth.usersessions.models import UserSession
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -31,6 +36,11 @@ def _role_groups(names: Iterable[str]) -> list[Group]:
         Group.objects.create(name=name) for name in sorted(missing)
     ]  # a database without the data migration
     return groups
+
+
+def _refuse_self(*, user: User, actor: User | None, what: str) -> None:
+    if actor is not None and actor.pk == user.pk:
+        raise ValidationError(f"You cannot {what} your own account.", code="cannot_target_self")
 
 
 def _apply_role_flags(user: User, roles: set[str]) -> list[str]:
@@ -117,6 +127,7 @@ def user_sign_out_everywhere(*, user: User, actor: User | None = None) -> dict[s
 @transaction.atomic
 def user_deactivate(*, user: User, reason: str = "", actor: User | None = None) -> User:
     """Deactivate the user: they can't sign in, and their access tokens fail on the next request."""
+    _refuse_self(user=user, actor=actor, what="deactivate")
     user = User.objects.select_for_update().get(pk=user.pk)
     if not user.is_active:
         return user
@@ -154,6 +165,7 @@ def user_reactivate(*, user: User, actor: User | None = None) -> User:
 @transaction.atomic
 def user_lock_down(*, user: User, reason: str = "", actor: User | None = None) -> dict[str, Any]:
     """Deactivate and revoke every session, JWT and OAuth token, with one audit event, all or nothing."""
+    _refuse_self(user=user, actor=actor, what="lock down")
     locked = User.objects.select_for_update().get(pk=user.pk)
     was_active = locked.is_active
     locked.is_active = False
@@ -190,3 +202,72 @@ def user_unblock(*, blocker: User, blocked: User) -> None:
     deleted, _ = UserBlock.objects.filter(blocker=blocker, blocked=blocked).delete()
     if deleted:
         audit_record(action="accounts.user.unblocked", actor=blocker, target=blocked)
+
+
+def _primary_address(user: User) -> EmailAddress:
+    address = EmailAddress.objects.get_primary(user) or EmailAddress.objects.filter(user=user).first()
+    if address is None:
+        raise ValidationError("This user has no e-mail address.", code="no_email_address")
+    return address
+
+
+@transaction.atomic
+def user_send_password_reset(*, user: User, actor: User | None = None) -> None:
+    """E-mail the user a password reset link (always a link: a code would live in the staff session).
+
+    Records `accounts.user.password_reset_sent`; the link works until the password changes or
+    PASSWORD_RESET_TIMEOUT passes, like one the user asked for.
+    """
+    if not user.is_active:
+        raise ValidationError("This account is deactivated.", code="user_inactive")
+    address = _primary_address(user)
+    key = f"{user_pk_to_url_str(user)}-{default_token_generator.make_token(user)}"
+    adapter = get_adapter()
+    context = {
+        "user": user,
+        "password_reset_url": adapter.get_reset_password_from_key_url(key),
+        "username": user.username,
+    }
+    adapter.send_password_reset_mail(user, address.email, context)
+    audit_record(
+        action="accounts.user.password_reset_sent",
+        actor=actor,
+        target=user,
+        metadata={"email": address.email},
+    )
+
+
+@transaction.atomic
+def user_resend_verification(*, user: User, actor: User | None = None) -> EmailAddress:
+    """Send a new verification e-mail to the user's unverified primary address."""
+    address = _primary_address(user)
+    if address.verified:
+        raise ValidationError("This e-mail address is already verified.", code="email_already_verified")
+    address.send_confirmation(get_adapter().request)
+    audit_record(
+        action="accounts.user.verification_resent",
+        actor=actor,
+        target=user,
+        metadata={"email": address.email},
+    )
+    return address
+
+
+@transaction.atomic
+def user_mark_email_verified(*, user: User, actor: User | None = None) -> EmailAddress:
+    """Mark the user's primary address verified, as if they had followed the link."""
+    address = _primary_address(user)
+    if address.verified:
+        return address
+    if not address.set_verified():
+        raise ValidationError(
+            "Another account has verified this e-mail address.", code="email_verified_elsewhere"
+        )
+    audit_record(
+        action="accounts.user.email_marked_verified",
+        actor=actor,
+        target=user,
+        changes={"email_verified": [False, True]},
+        metadata={"email": address.email},
+    )
+    return address

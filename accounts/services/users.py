@@ -30,6 +30,8 @@ from audit.services import audit_record
 
 # Two requests refreshing with the same token within this window are a client race, not theft.
 REFRESH_RACE_WINDOW = timedelta(seconds=10)
+# The fields `user_update_profile` changes.
+PROFILE_FIELDS = ("username", "display_name", "description")
 
 
 def session_store(session_key: str) -> SessionBase:
@@ -90,15 +92,43 @@ def user_set_password(*, user: User, password: str) -> User:
 
 @transaction.atomic
 def user_update_profile(
-    *, user: User, display_name: str | None = None, description: str | None = None
+    *,
+    user: User,
+    actor: User | None = None,
+    username: str | None = None,
+    display_name: str | None = None,
+    description: str | None = None,
 ) -> User:
-    """Change the public profile fields a user controls."""
+    """Change the username and public profile; records `accounts.user.updated` with the changes.
+
+    A new username without a display name resets the display name to it (the model's rule ties
+    them); with both, they must agree.
+    """
+    user = User.objects.select_for_update().get(pk=user.pk)
+    before = {field: getattr(user, field) for field in PROFILE_FIELDS}
+    if username is not None:
+        user.username = username.strip().lower()
+        if display_name is None and user.username != before["username"]:
+            user.display_name = user.username
     if display_name is not None:
         user.display_name = display_name
     if description is not None:
         user.description = description
-    user.full_clean()
-    user.save(update_fields=["display_name", "description", "updated_at"])
+    user.full_clean(exclude=["password"])
+    changes = {
+        field: [before[field], getattr(user, field)]
+        for field in PROFILE_FIELDS
+        if before[field] != getattr(user, field)
+    }
+    if not changes:
+        return user
+    try:
+        with transaction.atomic():
+            user.save(update_fields=[*changes, "updated_at"])
+    except IntegrityError as error:
+        user.validate_unique()  # a concurrent rename took the username first
+        raise ValidationError("This user could not be saved.", code="conflict") from error
+    audit_record(action="accounts.user.updated", actor=actor or user, target=user, changes=changes)
     return user
 
 

@@ -12,7 +12,8 @@ from accounts.api.deletion import (
     DataExportDownloadView,
     DeletionUndoView,
 )
-from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView, UserViewSet
+from accounts.api.users import UserViewSet
+from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView
 from audit.api.views import AuditEventViewSet, MyAuditEventListView
 from config.views import api_not_found
 

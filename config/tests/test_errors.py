@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from accounts.api import views as user_views
+from accounts.api import users as user_views
 from accounts.models import User
 
 pytestmark = pytest.mark.django_db
@@ -169,7 +169,7 @@ def explode(*args: Any, **kwargs: Any) -> None:
 
 
 def test_unexpected_failure_is_a_500_without_details(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(user_views, "UserSerializer", explode)
+    monkeypatch.setattr(user_views, "MeSerializer", explode)
     client = APIClient(raise_request_exception=False)
     client.force_authenticate(user)
 

@@ -53,7 +53,7 @@ def running_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             try:
                 with urllib.request.urlopen(f"{base}/health/live", timeout=2):  # noqa: S310
                     break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset, or timed out while gunicorn boots its workers
                 if process.poll() is not None:
                     pytest.fail(f"make run exited early:\n{log.read_text()}")
                 time.sleep(0.5)

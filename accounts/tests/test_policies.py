@@ -1,0 +1,207 @@
+"""The policy matrix: every role, every action and every kind of target, over HTTP, and the same
+rules answering the Django admin's `has_perm(permission, obj)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from allauth.account.models import EmailAddress
+from rest_framework.test import APIClient
+
+from accounts.models import Role, User
+from accounts.policies import policy_allows
+from accounts.services.moderation import user_block, user_set_roles
+from accounts.tests.factories import UserFactory
+from audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+ACTOR_ROLES = ("admin", "moderator", "tester", "user")
+TARGETS = ("admin", "moderator", "plain", "self")
+
+# action -> (HTTP method, path under /api/v1/users/{id}/, body, status when allowed)
+ACTIONS: dict[str, tuple[str, str, dict[str, Any] | None, int]] = {
+    "retrieve": ("get", "", None, 200),
+    "update": ("patch", "", {"description": "Changed."}, 200),
+    "roles": ("put", "roles/", {"roles": ["__current__", "tester"]}, 200),
+    "deactivate": ("post", "deactivate/", {"reason": "Spam."}, 200),
+    "reactivate": ("post", "reactivate/", None, 200),
+    "lock_down": ("post", "lock-down/", {"reason": "Compromised."}, 200),
+    "sign_out_everywhere": ("post", "sign-out-everywhere/", None, 200),
+    "send_password_reset": ("post", "send-password-reset/", None, 202),
+    "resend_verification": ("post", "resend-verification/", None, 202),
+    "verify_email": ("post", "verify-email/", None, 200),
+    "block": ("post", "block/", None, 204),
+}
+STAFF_ACTIONS = {
+    "deactivate",
+    "reactivate",
+    "lock_down",
+    "sign_out_everywhere",
+    "send_password_reset",
+    "resend_verification",
+    "verify_email",
+}
+
+
+def expected_status(actor_role: str, target: str, action: str) -> int:
+    """What the policies promise (docs/decisions/0008-roles-and-policies.md)."""
+    allowed = ACTIONS[action][3]
+    is_self = target == "self"
+    if action == "retrieve":
+        return allowed
+    if action == "block":
+        return 400 if is_self else allowed  # block_self
+    if actor_role == "admin":
+        if is_self and action in {"deactivate", "lock_down"}:
+            return 400  # cannot_target_self
+        return allowed
+    if action == "update" and is_self:
+        return allowed
+    if action == "reactivate" and not is_self and actor_role not in ("admin", "moderator"):
+        return 404  # deactivated users are hidden from everyone but staff
+    if actor_role == "moderator":
+        if action == "roles":
+            return 403
+        plain = target == "plain"
+        if action == "update" or action in STAFF_ACTIONS:
+            return allowed if plain else 403
+    return 403
+
+
+def make_user(role: str, **fields: Any) -> User:
+    user = UserFactory.create(**fields)
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
+    if role in ("admin", "moderator", "tester"):
+        user_set_roles(user=user, roles=[role])
+    return user
+
+
+MATRIX = [
+    (actor_role, target, action) for actor_role in ACTOR_ROLES for target in TARGETS for action in ACTIONS
+]
+
+
+@pytest.mark.parametrize(("actor_role", "target", "action"), MATRIX)
+def test_policy_matrix_over_http(actor_role: str, target: str, action: str) -> None:
+    actor = make_user(actor_role)
+    target_user = actor if target == "self" else make_user("user" if target == "plain" else target)
+    if action == "reactivate" and target != "self":
+        User.objects.filter(pk=target_user.pk).update(is_active=False)
+    method, suffix, body, _ = ACTIONS[action]
+    if body is not None and body.get("roles") == ["__current__", "tester"]:
+        body = {"roles": [*target_user.roles, "tester"]}
+    before = User.objects.values().get(pk=target_user.pk)
+    events_before = AuditEvent.objects.count()
+    client = APIClient()
+    client.force_authenticate(actor)
+
+    response = getattr(client, method)(f"/api/v1/users/{target_user.pk}/{suffix}", body, format="json")
+
+    expected = expected_status(actor_role, target, action)
+    assert response.status_code == expected, response.content
+    if expected >= 400:
+        body_json = response.json()
+        assert body_json["type"] in {"client_error", "validation_error"}
+        assert body_json["errors"][0]["code"] in {
+            "permission_denied",
+            "not_found",
+            "cannot_target_self",
+            "block_self",
+        }
+        assert User.objects.values().get(pk=target_user.pk) == before
+        assert AuditEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize("actor_role", ACTOR_ROLES)
+def test_only_staff_list_users(actor_role: str) -> None:
+    client = APIClient()
+    client.force_authenticate(make_user(actor_role))
+
+    response = client.get("/api/v1/users/")
+
+    assert response.status_code == (200 if actor_role in ("admin", "moderator") else 403)
+
+
+def test_anonymous_callers_get_401_everywhere(api_client: APIClient) -> None:
+    target = make_user("user")
+
+    for method, suffix, body, _ in ACTIONS.values():
+        response = getattr(api_client, method)(f"/api/v1/users/{target.pk}/{suffix}", body, format="json")
+        assert response.status_code == 401, suffix
+        assert response.json()["errors"][0]["code"] == "not_authenticated"
+    assert api_client.get("/api/v1/users/").status_code == 401
+    assert api_client.get("/api/v1/users/me/").status_code == 401
+
+
+@pytest.mark.parametrize("viewer_role", ACTOR_ROLES)
+def test_a_blocked_viewer_gets_404_for_the_blocker_unless_staff(viewer_role: str) -> None:
+    blocker = make_user("user")
+    viewer = make_user(viewer_role)
+    user_block(blocker=blocker, blocked=viewer)
+    client = APIClient()
+    client.force_authenticate(viewer)
+
+    response = client.get(f"/api/v1/users/{blocker.pk}/")
+
+    if viewer_role in ("admin", "moderator"):
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 404
+        assert response.json() == {
+            "type": "client_error",
+            "errors": [{"code": "not_found", "detail": "Not found.", "attr": None}],
+        }
+
+
+@pytest.mark.parametrize(
+    ("actor_role", "target", "permission", "allowed"),
+    [
+        ("admin", "admin", "accounts.change_user", True),
+        ("moderator", "admin", "accounts.change_user", False),
+        ("moderator", "moderator", "accounts.change_user", False),
+        ("moderator", "plain", "accounts.change_user", True),
+        ("moderator", "admin", "accounts.view_user", True),
+        ("moderator", "plain", "accounts.assign_roles", False),
+        ("moderator", "plain", "accounts.lock_down_user", True),
+        ("user", "plain", "accounts.view_user", False),
+        ("user", "plain", "accounts.view_user_profile", True),
+        ("user", "self", "accounts.change_user", True),
+        ("user", "self", "accounts.view_user", True),
+        ("user", "plain", "accounts.deactivate_user", False),
+        ("tester", "plain", "accounts.change_user", False),
+    ],
+)
+def test_the_admin_asks_the_same_rules(actor_role: str, target: str, permission: str, allowed: bool) -> None:
+    actor = make_user(actor_role)
+    target_user = actor if target == "self" else make_user("user" if target == "plain" else target)
+
+    assert actor.has_perm(permission, target_user) is allowed
+    assert policy_allows(actor, permission, target_user) is allowed
+
+
+@pytest.mark.parametrize("actor_role", ACTOR_ROLES)
+def test_unknown_permissions_are_denied_even_to_admins(actor_role: str) -> None:
+    actor = make_user(actor_role)
+
+    assert policy_allows(actor, "accounts.launch_rockets") is False
+    assert policy_allows(actor, "accounts.launch_rockets", actor) is False
+
+
+def test_an_inactive_admin_is_allowed_nothing() -> None:
+    admin = make_user("admin")
+    target = make_user("user")
+    admin.is_active = False
+
+    assert policy_allows(admin, "accounts.change_user", target) is False
+    assert policy_allows(admin, "accounts.list_users") is False
+
+
+def test_roles_are_listed_in_order_with_user_always_kept() -> None:
+    user = make_user("user")
+
+    user_set_roles(user=user, roles=[Role.TESTER, Role.MODERATOR])
+
+    assert user.roles == ["moderator", "tester", "user"]
+    assert (user.is_staff, user.is_superuser) == (True, False)
