@@ -12,7 +12,7 @@ from typing import Any
 
 import rules
 
-from accounts.models import Membership, OrganizationRole, Role, UserBlock
+from accounts.models import Membership, Organization, OrganizationRole, Role, UserBlock
 
 
 def _active(user: Any) -> bool:
@@ -78,17 +78,33 @@ for staff_action in (
 
 
 # Organizations: site admins manage all; otherwise the caller's membership role decides.
-def _membership_role(user: Any, organization: Any) -> str | None:
-    if organization is None or not _active(user):
+# The target is an organization, or a membership or invitation, which stands for its organization.
+# Decisions and the matrix: docs/decisions/0010-organizations.md.
+def _organization_id(target: Any) -> Any:
+    if target is None:
+        return None
+    if isinstance(target, Organization):
+        return target.pk
+    return getattr(target, "organization_id", None)
+
+
+def _membership_role(user: Any, target: Any) -> str | None:
+    organization_id = _organization_id(target)
+    if organization_id is None or not _active(user):
         return None
     cache: dict[Any, str | None] = user.__dict__.setdefault("_organization_roles", {})
-    if organization.pk not in cache:
-        cache[organization.pk] = (
-            Membership.objects.filter(organization_id=organization.pk, user_id=user.pk)
+    if organization_id not in cache:
+        cache[organization_id] = (
+            Membership.objects.filter(organization_id=organization_id, user_id=user.pk)
             .values_list("role", flat=True)
             .first()
         )
-    return cache[organization.pk]
+    return cache[organization_id]
+
+
+def organization_roles_forget(user: Any) -> None:
+    """Drop the organization roles cached on this user object, after their memberships changed."""
+    user.__dict__.pop("_organization_roles", None)
 
 
 @rules.predicate
@@ -106,11 +122,49 @@ def is_organization_owner(user: Any, organization: Any) -> bool:
     return _membership_role(user, organization) == OrganizationRole.OWNER
 
 
+@rules.predicate
+def is_own_membership(user: Any, membership: Any) -> bool:
+    return isinstance(membership, Membership) and _active(user) and membership.user_id == user.pk
+
+
+@rules.predicate
+def target_is_plain_member(user: Any, target: Any) -> bool:
+    """The membership (or invitation) carries the `member` role."""
+    return target is not None and getattr(target, "role", None) == OrganizationRole.MEMBER
+
+
+@rules.predicate
+def target_grants_owner(user: Any, target: Any) -> bool:
+    """The invitation (or membership) carries the `owner` role."""
+    return target is not None and getattr(target, "role", None) == OrganizationRole.OWNER
+
+
+rules.add_perm("accounts.list_organizations", is_signed_in)
 rules.add_perm("accounts.add_organization", is_signed_in)
+rules.add_perm("accounts.accept_organization_invitation", is_signed_in)
 rules.add_perm("accounts.view_organization", staff | is_organization_member)
 rules.add_perm("accounts.change_organization", is_admin | is_organization_admin)
 rules.add_perm("accounts.delete_organization", is_admin | is_organization_owner)
 rules.add_perm("accounts.manage_organization_members", is_admin | is_organization_admin)
+# Owners alone make owners (a role change to `owner`, an invitation as `owner`).
+rules.add_perm("accounts.grant_organization_owner", is_admin | is_organization_owner)
+# Adding a member without an invitation: site admins, in the Django admin.
+rules.add_perm("accounts.add_membership", is_admin)
+# Organization admins change plain members, and step down themselves; never owners or other admins.
+rules.add_perm(
+    "accounts.change_membership",
+    is_admin | is_organization_owner | (is_organization_admin & (target_is_plain_member | is_own_membership)),
+)
+# ... and anyone may leave.
+rules.add_perm(
+    "accounts.delete_membership",
+    is_admin | is_organization_owner | (is_organization_admin & target_is_plain_member) | is_own_membership,
+)
+# Revoke or resend an invitation: organization admins, except invitations as `owner`.
+rules.add_perm(
+    "accounts.manage_organization_invitation",
+    is_admin | is_organization_owner | (is_organization_admin & ~target_grants_owner),
+)
 
 # The audit trail: staff read it in the admin (the API has its own staff check).
 rules.add_perm("audit", staff)
@@ -120,3 +174,4 @@ rules.add_perm("audit.view_auditevent", staff)
 def policy_allows(user: Any, permission: str, obj: Any = None) -> bool:
     """The one question every caller asks. Unknown permissions are denied, even to superusers."""
     return rules.perm_exists(permission) and bool(user.has_perm(permission, obj))
+

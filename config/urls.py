@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from accounts import views as account_views
+from accounts import views_organizations as organization_views
 from config import health, views
 
 admin.site.site_header = "Identity administration"
@@ -18,6 +19,12 @@ urlpatterns = [
     # Account deletion's browser pages (accounts/views.py), beside allauth's.
     path("accounts/deletion/undo/", account_views.deletion_undo, name="account_deletion_undo"),
     path("accounts/deletion/pending/", account_views.deletion_pending, name="account_deletion_pending"),
+    # The e-mailed invitation to an organization (accounts/views_organizations.py).
+    path(
+        "accounts/organizations/invitations/accept/",
+        organization_views.invitation_accept_page,
+        name="organization_invitation_accept",
+    ),
     path("accounts/", include("allauth.urls")),
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", include("config.api.urls")),

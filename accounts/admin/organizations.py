@@ -1,23 +1,293 @@
-"""Organizations, their members and invitations in the Django admin."""
+"""Organizations, their members and invitations in the Django admin.
+
+Permissions follow accounts/policies.py (`has_perm(permission, organization)`), and every change
+goes through accounts/services/organizations.py: the same audit events and the same rules as the
+API, the last-owner rule included. Invitations are read-only here: their state, never a token.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
 
-from accounts.models import Membership, Organization
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+
+from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
+from accounts.selectors_organizations import invitation_state, organizations_with_member_count
+from accounts.services.organizations import (
+    membership_create,
+    membership_remove,
+    membership_set_role,
+    organization_create,
+    organization_delete,
+    organization_update,
+    slug_validator,
+)
+
+
+def _user(request: HttpRequest) -> User:
+    return cast(User, request.user)  # the admin serves signed-in staff only
+
+
+class ServiceRefusal(Exception):
+    """A service refused part of an admin save; the whole save is rolled back and the refusal shown."""
+
+    def __init__(self, error: ValidationError | PermissionDenied) -> None:
+        super().__init__(str(error))
+        if isinstance(error, ValidationError):
+            self.text = " ".join(error.messages)
+        else:
+            self.text = str(error) or "You do not have permission to perform this action."
+
+
+@contextmanager
+def refusals_raised() -> Iterator[None]:
+    try:
+        yield
+    except (ValidationError, PermissionDenied) as error:
+        raise ServiceRefusal(error) from error
+
+
+def _deleting(formset: Any, form: Any) -> bool:
+    return bool(formset.can_delete and form.cleaned_data.get("DELETE", False))
+
+
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = ("name", "slug", "description")
+
+    def clean_slug(self) -> str:
+        slug = str(self.cleaned_data["slug"]).strip().lower()
+        slug_validator(slug)
+        return slug
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """Refuses, as a form error, a change that would leave the organization without an owner."""
+
+    def clean(self) -> None:
+        super().clean()
+        owners = 0
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or _deleting(self, form):
+                continue
+            if not form.instance._state.adding and "user" in form.changed_data:
+                raise ValidationError(
+                    "A membership cannot move to another user: remove it and add a new one.",
+                    code="membership_user_changed",
+                )
+            if (
+                form.cleaned_data.get("user") is not None
+                and form.cleaned_data.get("role") == OrganizationRole.OWNER
+            ):
+                owners += 1
+        if owners == 0:
+            raise ValidationError(
+                "An organization needs at least one owner: give a member the owner role.", code="last_owner"
+            )
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet
     extra = 0
     autocomplete_fields = ("user",)
     fields = ("user", "role", "created_at")
     readonly_fields = ("created_at",)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).select_related("user")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_organization", obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.add_membership", obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_organization_members", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.manage_organization_members", obj)
+
+
+class InvitationInline(admin.TabularInline):
+    model = Invitation
+    extra = 0
+    can_delete = False
+    fields = ("email", "role", "state", "invited_by", "created_at", "expires_at", "accepted_by")
+    readonly_fields = fields
+    verbose_name_plural = "invitations (managed through the API)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
+        return super().get_queryset(request).select_related("invited_by", "accepted_by")
+
+    @admin.display(description="state")
+    def state(self, invitation: Invitation) -> str:
+        return invitation_state(invitation).label
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_organization", obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "created_at")
-    search_fields = ("name", "slug")
+    form = OrganizationForm
+    list_display = ("name", "slug", "member_count", "created_at")
+    search_fields = ("name", "slug", "memberships__user__username")
+    list_filter = ("created_at",)
+    readonly_fields = ("id", "created_at", "updated_at")
+    fields = ("id", "name", "slug", "description", "created_at", "updated_at")
     prepopulated_fields = {"slug": ("name",)}
-    inlines = (MembershipInline,)
+    inlines = (MembershipInline, InvitationInline)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
+        return organizations_with_member_count(super().get_queryset(request))
+
+    @admin.display(description="members", ordering="member_count")
+    def member_count(self, organization: Organization) -> int:
+        return int(getattr(organization, "member_count", 0))
+
+    # --- permissions: the policies ---------------------------------------------------------------
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_organization", obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Creating one here means choosing its members, which only site admins do without invitations.
+        return request.user.has_perm("accounts.add_organization") and request.user.has_perm(
+            "accounts.add_membership"
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.change_organization", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.delete_organization", obj)
+
+    # --- writes: the services ------------------------------------------------------------------
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """A service's refusal (a rule the forms could not check, or a race) rolls the whole save
+        back, and is shown as a message on the page it came from."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefusal as refusal:
+            messages.error(request, refusal.text)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
+        with refusals_raised():
+            self._save_model(request, obj, form, change)
+
+    def _save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
+        if change:
+            organization_update(
+                organization=obj,
+                actor=_user(request),
+                **{field: form.cleaned_data[field] for field in form.changed_data},
+            )
+        # A new organization is created in save_related, once its first owner (an inline row) is known.
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        with refusals_raised():
+            if not change:
+                self._create(request, form, formsets)
+            for formset in formsets:
+                self.save_formset(request, form, formset, change=change)
+
+    def _create(self, request: HttpRequest, form: Any, formsets: Any) -> None:
+        membership_formset = next(formset for formset in formsets if formset.model is Membership)
+        owner_form = next(
+            row
+            for row in membership_formset.extra_forms
+            if row.has_changed()
+            and not _deleting(membership_formset, row)
+            and row.cleaned_data.get("role") == OrganizationRole.OWNER
+        )
+        created = organization_create(
+            actor=_user(request),
+            owner=owner_form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            slug=form.cleaned_data["slug"],
+            description=form.cleaned_data["description"],
+        )
+        obj = form.instance
+        obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+        obj._state.adding = False
+        obj._state.db = created._state.db
+        membership_formset.created_owner_form = owner_form
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        if formset.model is not Membership:
+            return  # invitations are read-only here
+        actor = _user(request)
+        organization = form.instance
+        skipped = getattr(formset, "created_owner_form", None)
+        for row in formset.extra_forms:
+            if row is skipped or not row.has_changed() or _deleting(formset, row):
+                continue
+            formset.new_objects.append(
+                membership_create(
+                    organization=organization,
+                    user=row.cleaned_data["user"],
+                    role=row.cleaned_data["role"],
+                    actor=actor,
+                )
+            )
+        if skipped is not None:
+            formset.new_objects.insert(
+                0, Membership.objects.get(organization=organization, user=skipped.cleaned_data["user"])
+            )
+        # Promotions to owner first, so that handing over ownership in one save never trips the
+        # last-owner rule halfway.
+        role_changes = sorted(
+            (
+                row
+                for row in formset.initial_forms
+                if "role" in row.changed_data and not _deleting(formset, row)
+            ),
+            key=lambda row: row.cleaned_data["role"] != OrganizationRole.OWNER,
+        )
+        for row in role_changes:
+            membership = membership_set_role(
+                membership=row.instance, role=row.cleaned_data["role"], actor=actor
+            )
+            formset.changed_objects.append((membership, ["role"]))
+        for row in formset.deleted_forms:
+            if row.instance._state.adding:
+                continue
+            membership_remove(membership=row.instance, actor=actor)
+            formset.deleted_objects.append(row.instance)
+
+    def delete_model(self, request: HttpRequest, obj: Organization) -> None:
+        organization_delete(organization=obj, actor=_user(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Organization]) -> None:
+        with transaction.atomic():
+            for organization in queryset:
+                organization_delete(organization=organization, actor=_user(request))

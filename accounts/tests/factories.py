@@ -6,7 +6,7 @@ from typing import cast
 
 import factory
 
-from accounts.models import User
+from accounts.models import Membership, Organization, OrganizationRole, User
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
@@ -30,3 +30,21 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
 
             cast(User, self).groups.add(Group.objects.get_or_create(name="user")[0])
 
+
+class OrganizationFactory(factory.django.DjangoModelFactory[Organization]):
+    """An organization without members; add them with `MembershipFactory`."""
+
+    class Meta:
+        model = Organization
+
+    name = factory.Sequence(lambda n: f"Organization {n}")
+    slug = factory.Sequence(lambda n: f"organization-{n}")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory[Membership]):
+    class Meta:
+        model = Membership
+
+    organization = factory.SubFactory(OrganizationFactory)
+    user = factory.SubFactory(UserFactory)
+    role = OrganizationRole.MEMBER

@@ -12,6 +12,7 @@ from accounts.api.deletion import (
     DataExportDownloadView,
     DeletionUndoView,
 )
+from accounts.api.organizations import InvitationViewSet, MembershipViewSet, OrganizationViewSet
 from accounts.api.users import UserViewSet
 from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView
 from audit.api.views import AuditEventViewSet, MyAuditEventListView
@@ -22,6 +23,17 @@ router.include_root_view = False
 router.register("users", UserViewSet, basename="user")
 router.register("sessions", SignedInDeviceViewSet, basename="session")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
+router.register("organizations", OrganizationViewSet, basename="organization")
+router.register(
+    r"organizations/(?P<organization_id>[0-9a-f-]{36})/members",
+    MembershipViewSet,
+    basename="organization-member",
+)
+router.register(
+    r"organizations/(?P<organization_id>[0-9a-f-]{36})/invitations",
+    InvitationViewSet,
+    basename="organization-invitation",
+)
 
 urlpatterns = [
     # Before the router, whose users/{id}/ would not match it anyway: the caller's own trail.
