@@ -175,3 +175,11 @@ def policy_allows(user: Any, permission: str, obj: Any = None) -> bool:
     """The one question every caller asks. Unknown permissions are denied, even to superusers."""
     return rules.perm_exists(permission) and bool(user.has_perm(permission, obj))
 
+
+# --- Django admin: related records ---
+# The user change page shows these records inline whenever the user may be viewed; these rules only
+# open the records' own admin pages (allauth's), linked from the inlines. Staff may read a user's
+# social accounts there. E-mail addresses stay with Django's permissions (admins): allauth's page
+# offers "mark verified" to anyone who can open it. Second factors and browser sessions have no
+# rule: their pages show secrets (TOTP seeds, session keys).
+rules.add_perm("socialaccount.view_socialaccount", staff)

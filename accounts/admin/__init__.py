@@ -1,5 +1,6 @@
-"""Staff tools in the Django admin: users (`users`) and organizations (`organizations`)."""
+"""Staff tools in the Django admin: users (`users`), organizations (`organizations`), and allauth's
+records without their secrets (`allauth_records`)."""
 
-from accounts.admin import organizations, users
+from accounts.admin import allauth_records, organizations, users
 
-__all__ = ["organizations", "users"]
+__all__ = ["allauth_records", "organizations", "users"]

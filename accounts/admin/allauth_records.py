@@ -1,0 +1,49 @@
+"""allauth's second factors and browser sessions in the admin, without their secrets.
+
+allauth's own admins show an authenticator's `data` (the TOTP secret, hashed recovery codes) and a
+session's key, and let staff edit or delete them outside our services. These replace them with
+read-only lists; resetting a user's MFA is a service of its own (issue 6), not a row deletion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.mfa.models import Authenticator
+from allauth.usersessions.models import UserSession
+from django.contrib import admin
+from django.http import HttpRequest
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+admin.site.unregister(Authenticator)
+admin.site.unregister(UserSession)
+
+
+@admin.register(Authenticator)
+class AuthenticatorAdmin(ReadOnlyAdmin):
+    list_display = ("user", "type", "created_at", "last_used_at")
+    list_filter = ("type",)
+    list_select_related = ("user",)
+    search_fields = ("user__username", "user__email")
+    fields = ("user", "type", "created_at", "last_used_at")  # never `data`
+    readonly_fields = fields
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(ReadOnlyAdmin):
+    list_display = ("user", "ip", "user_agent", "created_at", "last_seen_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "ip")
+    fields = ("user", "ip", "user_agent", "created_at", "last_seen_at")  # never the session key
+    readonly_fields = fields

@@ -1,0 +1,248 @@
+"""The staff actions on selected users: the users API's services, asked of the policy per user.
+
+Each action runs the service once per selected user the caller may act on (its own transaction),
+and reports per outcome through `messages`: done, refused by the policy, refused by the service
+(its `ValidationError` message), or already so. Deactivation and lock-down first show a
+confirmation page that asks for the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from accounts.forms import UserActionReasonForm
+from accounts.models import User
+from accounts.policies import policy_allows
+from accounts.services.moderation import (
+    user_deactivate,
+    user_lock_down,
+    user_mark_email_verified,
+    user_reactivate,
+    user_resend_verification,
+    user_send_password_reset,
+    user_sign_out_everywhere,
+)
+
+# One action acts on at most this many users: the confirmation page lists them all, and each one is
+# a transaction of its own.
+USER_ACTION_LIMIT = 500
+# Messages name at most this many users, then "and N more".
+NAMES_SHOWN = 20
+CONFIRMATION_TEMPLATE = "admin/accounts/user/action_confirmation.html"
+
+
+@dataclass(frozen=True)
+class UserAction:
+    name: str
+    permission: str  # the policy asked with each selected user as the target
+    description: str  # in the actions menu
+    label: str  # the button on the change page
+    verb: str  # "You may not {verb} …"
+    done: str  # "Deactivated {users}."
+    run: Callable[[User, User, str], object]  # (target, actor, reason)
+    needs_reason: bool = False
+    warning: str = ""  # on the confirmation page of an action that needs a reason
+    # Users already in the state the action leads to: left alone, and reported as such.
+    already: Callable[[User], bool] | None = None
+    already_done: str = ""
+
+
+DEACTIVATE = UserAction(
+    name="deactivate_users",
+    permission="accounts.deactivate_user",
+    description="Deactivate selected users…",
+    label="Deactivate…",
+    verb="deactivate",
+    done="Deactivated {users}.",
+    run=lambda user, actor, reason: user_deactivate(user=user, reason=reason, actor=actor),
+    needs_reason=True,
+    warning="They can no longer sign in, and their tokens stop working on their next request.",
+    already=lambda user: not user.is_active,
+    already_done="already deactivated",
+)
+LOCK_DOWN = UserAction(
+    name="lock_down_users",
+    permission="accounts.lock_down_user",
+    description="Lock down selected users (deactivate, end every session and token)…",
+    label="Lock down…",
+    verb="lock down",
+    done="Locked down {users}.",
+    run=lambda user, actor, reason: user_lock_down(user=user, reason=reason, actor=actor),
+    needs_reason=True,
+    warning="They are deactivated, and every device session, browser session, JWT and OAuth token "
+    "they hold ends now.",
+)
+REACTIVATE = UserAction(
+    name="reactivate_users",
+    permission="accounts.reactivate_user",
+    description="Reactivate selected users",
+    label="Reactivate",
+    verb="reactivate",
+    done="Reactivated {users}.",
+    run=lambda user, actor, reason: user_reactivate(user=user, actor=actor),
+    already=lambda user: user.is_active,
+    already_done="already active",
+)
+SIGN_OUT_EVERYWHERE = UserAction(
+    name="sign_out_users_everywhere",
+    permission="accounts.sign_out_user",
+    description="Sign selected users out everywhere",
+    label="Sign out everywhere",
+    verb="sign out",
+    done="Signed {users} out everywhere.",
+    run=lambda user, actor, reason: user_sign_out_everywhere(user=user, actor=actor),
+)
+SEND_PASSWORD_RESET = UserAction(
+    name="send_password_reset",
+    permission="accounts.send_password_reset",
+    description="E-mail selected users a password reset link",
+    label="Send password reset",
+    verb="send a password reset link to",
+    done="Sent a password reset link to {users}.",
+    run=lambda user, actor, reason: user_send_password_reset(user=user, actor=actor),
+)
+RESEND_VERIFICATION = UserAction(
+    name="resend_verification",
+    permission="accounts.resend_verification",
+    description="Resend the verification e-mail to selected users",
+    label="Resend verification e-mail",
+    verb="resend the verification e-mail to",
+    done="Resent the verification e-mail to {users}.",
+    run=lambda user, actor, reason: user_resend_verification(user=user, actor=actor),
+)
+MARK_EMAIL_VERIFIED = UserAction(
+    name="mark_email_verified",
+    permission="accounts.verify_email",
+    description="Mark selected users' e-mail addresses verified",
+    label="Mark e-mail verified",
+    verb="verify the e-mail address of",
+    done="Verified the e-mail address of {users}.",
+    run=lambda user, actor, reason: user_mark_email_verified(user=user, actor=actor),
+)
+USER_ACTIONS = (
+    DEACTIVATE,
+    LOCK_DOWN,
+    REACTIVATE,
+    SIGN_OUT_EVERYWHERE,
+    SEND_PASSWORD_RESET,
+    RESEND_VERIFICATION,
+    MARK_EMAIL_VERIFIED,
+)
+
+
+def users_named(users: Iterable[User]) -> str:
+    """ "alice, bob", or "alice, bob, … and 12 more" past NAMES_SHOWN names."""
+    names = [user.username for user in users]
+    shown = ", ".join(names[:NAMES_SHOWN])
+    if len(names) > NAMES_SHOWN:
+        shown += f" and {len(names) - NAMES_SHOWN} more"
+    return shown
+
+
+def return_url(request: HttpRequest) -> str | None:
+    """Where the change page's action buttons ask to come back to, if it is on this site."""
+    url = request.POST.get("next", "")
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return url
+    return None
+
+
+def user_action_run(
+    model_admin: Any, request: HttpRequest, queryset: QuerySet[User], action: UserAction
+) -> HttpResponse | None:
+    """Run `action` on the selected users the policy lets the caller act on; report the rest."""
+    actor = cast(User, request.user)
+    selected = list(queryset[: USER_ACTION_LIMIT + 1])
+    if len(selected) > USER_ACTION_LIMIT:
+        model_admin.message_user(
+            request,
+            f"Select at most {USER_ACTION_LIMIT} users for one action; nothing changed.",
+            messages.ERROR,
+        )
+        return None
+    allowed: list[User] = []
+    refused: list[User] = []
+    for user in selected:
+        (allowed if policy_allows(actor, action.permission, user) else refused).append(user)
+    if refused:
+        model_admin.message_user(
+            request,
+            f"You may not {action.verb} {users_named(refused)}; nothing changed for them.",
+            messages.ERROR,
+        )
+    if not allowed:
+        return _done(request)
+    reason = ""
+    if action.needs_reason:
+        form = UserActionReasonForm(request.POST if "post" in request.POST else None)
+        if not form.is_valid():
+            return _confirmation_page(model_admin, request, action, allowed, refused, form)
+        reason = form.cleaned_data["reason"]
+    _run_and_report(model_admin, request, action, allowed, actor, reason)
+    return _done(request)
+
+
+def _run_and_report(
+    model_admin: Any, request: HttpRequest, action: UserAction, users: list[User], actor: User, reason: str
+) -> None:
+    done: list[User] = []
+    already: list[User] = []
+    failures: dict[str, list[User]] = {}
+    for user in users:
+        if action.already is not None and action.already(user):
+            already.append(user)
+            continue
+        try:
+            action.run(user, actor, reason)
+        except ValidationError as error:
+            failures.setdefault(" ".join(error.messages), []).append(user)
+        else:
+            done.append(user)
+    if done:
+        model_admin.message_user(request, action.done.format(users=users_named(done)), messages.SUCCESS)
+    if already:
+        model_admin.message_user(request, f"Nothing to do for {users_named(already)}: {action.already_done}.")
+    for message, failed in failures.items():
+        model_admin.message_user(request, f"Refused for {users_named(failed)}: {message}", messages.ERROR)
+
+
+def _done(request: HttpRequest) -> HttpResponse | None:
+    url = return_url(request)
+    return HttpResponseRedirect(url) if url else None
+
+
+def _confirmation_page(
+    model_admin: Any,
+    request: HttpRequest,
+    action: UserAction,
+    users: list[User],
+    refused: list[User],
+    form: UserActionReasonForm,
+) -> TemplateResponse:
+    request.current_app = model_admin.admin_site.name
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"{action.description.rstrip('…')}: are you sure?",
+        "subtitle": None,
+        "opts": model_admin.opts,
+        "action": action,
+        "users": users,
+        "refused": refused,
+        "form": form,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "next": return_url(request) or "",
+        "media": model_admin.media,
+    }
+    return TemplateResponse(request, CONFIRMATION_TEMPLATE, context)
