@@ -160,7 +160,7 @@ def data_export_build(export_id: str) -> str | None:
 
 @shared_task(name="accounts.data_exports_expire")
 def data_exports_expire() -> dict[str, int]:
-    """Delete export files whose download link has expired (beat job)."""
+    """Delete export files whose download link has expired, and fail lost pending exports (beat job)."""
     from accounts.services.exports import data_exports_expire as expire
 
     return expire()

@@ -36,6 +36,7 @@ def deletion_undo(request: HttpRequest) -> HttpResponse:
     try:
         if request.method == "POST":
             user = user_cancel_deletion(token=token)
+            request.session.pop(DELETION_PENDING_SESSION_KEY, None)  # nothing is pending any more
             return render(request, "account/deletion_undo_done.html", {"restored_user": user})
         user = deletion_undo_token_user(token=token)
     except ValidationError as error:

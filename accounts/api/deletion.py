@@ -14,7 +14,8 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_standardized_errors.openapi_serializers import ErrorResponse401Serializer
-from rest_framework import permissions, serializers, status
+from oauth2_provider.models import get_access_token_model
+from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,10 +24,42 @@ from accounts.api.schema import error_response
 from accounts.models import DataExport, User
 from accounts.services.deletion import user_cancel_deletion, user_request_deletion
 from accounts.services.exports import (
+    DataExportLinkExpired,
     data_export_download_url,
     data_export_for_download,
     data_export_get,
     data_export_request,
+)
+
+
+class FirstPartyOnly(exceptions.PermissionDenied):
+    default_detail = (
+        "Third-party applications cannot do this: sign in to this service itself (its pages or its own apps)."
+    )
+    default_code = "first_party_only"
+
+
+def first_party_caller_required(request: Request) -> None:
+    """Refuse OAuth access tokens issued to third-party applications, whatever their scopes.
+
+    Deleting the account and exporting all of its data are for the account's owner, signed in to
+    this service (a first-party JWT or a browser session); a client the user once granted
+    `openid profile` must not be able to do either.
+    """
+    if isinstance(request.auth, get_access_token_model()):
+        raise FirstPartyOnly()
+
+
+class IsFirstPartyCaller(permissions.BasePermission):
+    """`first_party_caller_required` as a DRF permission (403 `first_party_only`)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        first_party_caller_required(request)
+        return True
+
+
+FIRST_PARTY_ONLY_RESPONSE = error_response(
+    "FirstPartyOnly", "first_party_only", description="`first_party_only`: an OAuth access token."
 )
 
 
@@ -69,20 +102,25 @@ class DataExportSerializer(serializers.ModelSerializer[DataExport]):
 
 DELETE_ME_SCHEMA = extend_schema(
     request=None,
-    responses={202: DeletionRequestSerializer, 401: ErrorResponse401Serializer},
+    responses={
+        202: DeletionRequestSerializer,
+        401: ErrorResponse401Serializer,
+        403: FIRST_PARTY_ONLY_RESPONSE,
+    },
     summary="Delete my account",
     description=(
         "Deactivates the account at once and signs it out everywhere (every device session, browser "
         "session and OAuth token). An e-mailed link undoes the deletion until `purge_after` "
         "(`ACCOUNT_DELETION_GRACE_DAYS`, 14 by default); app clients undo it with "
         "`POST /api/v1/users/deletion/undo/`. Then a daily job anonymises the account and erases its "
-        "personal data."
+        "personal data. Refused to third-party OAuth access tokens (403 `first_party_only`)."
     ),
 )
 
 
 def delete_me(request: Request) -> Response:
     """DELETE /api/v1/users/me/ (an action of UserViewSet)."""
+    first_party_caller_required(request)
     deletion = user_request_deletion(user=cast(User, request.user))
     return Response(
         DeletionRequestSerializer({"purge_after": deletion.purge_after}).data, status=status.HTTP_202_ACCEPTED
@@ -104,6 +142,7 @@ class DeletionUndoView(APIView):
                 "undo_link_invalid",
                 "undo_link_expired",
                 "undo_link_used",
+                "account_deactivated",
                 "required",
                 "blank",
                 "max_length",
@@ -116,7 +155,8 @@ class DeletionUndoView(APIView):
             "was deleted (or when someone signed in to it with its password during the grace period). "
             "Reactivates the account; its sessions stay ended, so the user signs in again. Errors on "
             "`token`: `undo_link_invalid` (tampered, or replaced by a newer deletion request), "
-            "`undo_link_expired` (the grace period is over), `undo_link_used`."
+            "`undo_link_expired` (the grace period is over), `undo_link_used`, `account_deactivated` "
+            "(an administrator deactivated the account during the grace period)."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -127,13 +167,14 @@ class DeletionUndoView(APIView):
 
 
 class DataExportCreateView(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, IsFirstPartyCaller]
 
     @extend_schema(
         request=None,
         responses={
             202: DataExportSerializer,
             401: ErrorResponse401Serializer,
+            403: FIRST_PARTY_ONLY_RESPONSE,
             409: error_response("DataExportInProgress", "export_in_progress"),
             429: error_response(
                 "DataExportLimit",
@@ -156,10 +197,15 @@ class DataExportCreateView(APIView):
 
 
 class DataExportDetailView(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    permission_classes = [permissions.IsAuthenticated, IsFirstPartyCaller]
 
     @extend_schema(
-        responses={200: DataExportSerializer, 401: ErrorResponse401Serializer},
+        responses={
+            200: DataExportSerializer,
+            401: ErrorResponse401Serializer,
+            403: FIRST_PARTY_ONLY_RESPONSE,
+            404: error_response("DataExportNotFound", "not_found"),
+        },
         summary="Status of my data export",
     )
     def get(self, request: Request, export_id: uuid.UUID) -> Response:
@@ -184,8 +230,12 @@ class DataExportDownloadView(APIView):
     )
     def get(self, request: Request, export_id: uuid.UUID) -> FileResponse:
         export = data_export_for_download(export_id=export_id, token=request.query_params.get("token", ""))
+        try:
+            content = export.file.open("rb")
+        except FileNotFoundError:
+            raise DataExportLinkExpired() from None  # the expiry job got there first
         response = FileResponse(
-            export.file.open("rb"),
+            content,
             as_attachment=True,
             filename=f"data-export-{export.created_at:%Y-%m-%d}.json",
             content_type="application/json",

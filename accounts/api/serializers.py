@@ -186,6 +186,7 @@ class RevokedTokensSerializer(serializers.Serializer[dict[str, int]]):
     browser_sessions = serializers.IntegerField()
     oauth_access_tokens = serializers.IntegerField()
     oauth_refresh_tokens = serializers.IntegerField()
+    oauth_authorization_codes = serializers.IntegerField()
 
 
 class SignOutEverywhereSerializer(serializers.Serializer[dict[str, Any]]):

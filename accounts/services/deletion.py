@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -18,7 +18,7 @@ from allauth.usersessions.models import UserSession
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -34,15 +34,17 @@ from accounts.models import (
     AccountLockout,
     DataExport,
     DeviceSession,
+    Invitation,
     Membership,
     Organization,
     OrganizationRole,
     User,
     UserBlock,
 )
-from accounts.services.moderation import user_revoke_everything
+from accounts.services.moderation import delete_rows, revoked_for_audit, user_revoke_everything
 from accounts.services.users import browser_session_end
 from accounts.tokens import user_forget
+from audit.models import AuditEvent
 from audit.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ PURGE_BATCH_SIZE = 100
 PURGED_EMAIL_DOMAIN = "deleted.invalid"
 # The order in which a purged owner's organization finds its next owner.
 _SUCCESSION = (OrganizationRole.ADMIN, OrganizationRole.MEMBER)
+# Staff actions that deactivate an account: one taken during the grace period outranks the owner's
+# undo link (a locked-down account must not come back by the link, which the mailbox holds).
+STAFF_DEACTIVATION_ACTIONS = ("accounts.user.locked_down", "accounts.user.deactivated")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,8 @@ def deletion_purge_after(user: User) -> datetime | None:
 
 
 def _deletion_stamp(deleted_at: datetime) -> int:
-    """The deletion request an undo token is bound to: its time, in microseconds."""
-    return round(deleted_at.timestamp() * 1_000_000)
+    """The deletion request an undo token is bound to: its time, in whole microseconds (exact)."""
+    return (deleted_at - _EPOCH) // timedelta(microseconds=1)
 
 
 def deletion_undo_token_make(*, user: User) -> str:
@@ -99,7 +105,8 @@ def deletion_undo_token_user(*, token: str, for_update: bool = False) -> User:
     """The account a valid undo token restores; `ValidationError` on the `token` field otherwise.
 
     Codes: `undo_link_invalid` (tampered, unknown, or replaced by a newer deletion request),
-    `undo_link_expired` (the grace period is over), `undo_link_used` (no deletion is pending).
+    `undo_link_expired` (the grace period is over), `undo_link_used` (no deletion is pending),
+    `account_deactivated` (staff deactivated or locked the account down during the grace period).
     """
     try:
         payload = signing.loads(token, salt=UNDO_LINK_SALT, max_age=deletion_grace_period())
@@ -124,7 +131,21 @@ def deletion_undo_token_user(*, token: str, for_update: bool = False) -> User:
     purge_after = deletion_purge_after(user)
     if purge_after is None or purge_after <= timezone.now():
         raise _token_error("This undo link has expired.", "undo_link_expired")
+    if _deactivated_by_staff_since(user=user, since=user.deleted_at):
+        raise _token_error(
+            "An administrator deactivated this account; contact support to restore it.",
+            "account_deactivated",
+        )
     return user
+
+
+def _deactivated_by_staff_since(*, user: User, since: datetime) -> bool:
+    return AuditEvent.objects.filter(
+        target_type=AuditEvent.USER_TARGET_TYPE,
+        target_id=str(user.pk),
+        action__in=STAFF_DEACTIVATION_ACTIONS,
+        occurred_at__gte=since,
+    ).exists()
 
 
 def _deletion_email(*, user: User, template_prefix: str) -> None:
@@ -159,7 +180,7 @@ def user_request_deletion(*, user: User) -> DeletionRequest:
         actor=user,
         target=user,
         changes={"is_active": [was_active, False]},
-        metadata={"purge_after": purge_after.isoformat(), "revoked": revoked},
+        metadata={"purge_after": purge_after.isoformat(), "revoked": revoked_for_audit(revoked)},
     )
     _deletion_email(user=user, template_prefix=DELETION_REQUESTED_TEMPLATE_PREFIX)
     return DeletionRequest(user=user, purge_after=purge_after)
@@ -178,7 +199,10 @@ def user_cancel_deletion(*, token: str) -> User:
         action="accounts.user.deletion_cancelled",
         actor=user,
         target=user,
-        changes={"is_active": [False, True], "deleted_at": [deleted_at, None]},
+        changes={
+            "is_active": [False, True],
+            "deleted_at": [deleted_at.isoformat() if deleted_at else None, None],
+        },
     )
     return user
 
@@ -187,11 +211,13 @@ def user_deletion_remind(*, user: User) -> datetime | None:
     """E-mail a fresh undo link to an account pending deletion; returns when it will be purged.
 
     Called when someone signs in to it with the right password; None (and no e-mail) when the
-    account is not pending deletion or its grace period is over.
+    account is not pending deletion, its grace period is over, or staff deactivated it since.
     """
     purge_after = deletion_purge_after(user)
     if user.is_active or purge_after is None or purge_after <= timezone.now():
         return None
+    if user.deleted_at is not None and _deactivated_by_staff_since(user=user, since=user.deleted_at):
+        return None  # the link would not work: staff outrank it
     _deletion_email(user=user, template_prefix=DELETION_PENDING_TEMPLATE_PREFIX)
     return purge_after
 
@@ -206,23 +232,32 @@ def users_due_for_purge(*, now: datetime | None = None) -> QuerySet[User]:
 
 
 def users_purge_due(*, batch_size: int = PURGE_BATCH_SIZE) -> int:
-    """Purge every account due for it, `batch_size` IDs at a time, each in its own transaction."""
+    """Purge every account due for it, `batch_size` IDs at a time, each in its own transaction.
+
+    One account that cannot be purged (a database error, a row that fails validation) is logged
+    and skipped, so it never holds back the others; the next run tries it again.
+    """
     purged = 0
     skipped: set[Any] = set()
     while True:
         batch = list(
             users_due_for_purge()
             .exclude(pk__in=skipped)
-            .order_by("deleted_at")
+            .order_by("deleted_at", "pk")
             .values_list("pk", flat=True)[:batch_size]
         )
         if not batch:
             return purged
         for user_id in batch:
-            if user_purge(user_id=user_id):
+            try:
+                done = user_purge(user_id=user_id)
+            except (DatabaseError, ValidationError):
+                logger.exception("Purge of user %s failed; retried on the next run", user_id)
+                done = False
+            if done:
                 purged += 1
             else:
-                skipped.add(user_id)  # restored or purged meanwhile
+                skipped.add(user_id)  # restored, purged meanwhile, or failed
 
 
 def _purged_username(user: User) -> str:
@@ -272,6 +307,14 @@ def _memberships_release(*, user: User) -> int:
     return len(memberships)
 
 
+def _invitations_of(*, user: User, addresses: set[str]) -> QuerySet[Invitation]:
+    """Invitations sent to any of the user's addresses (in any letter case) or accepted by them."""
+    to_user = Q(accepted_by=user)
+    for address in addresses:
+        to_user |= Q(email__iexact=address)
+    return Invitation.objects.filter(to_user)
+
+
 def user_files_purge(*, user: User) -> int:
     """Delete the user's stored files.
 
@@ -302,22 +345,27 @@ def user_purge(*, user_id: Any) -> bool:
     user = users_due_for_purge().select_for_update().filter(pk=user_id).first()
     if user is None:
         return False
+    addresses = {user.email, *EmailAddress.objects.filter(user=user).values_list("email", flat=True)}
+    browser_sessions = 0
     for user_session in UserSession.objects.filter(user=user):
-        browser_session_end(user_session=user_session)
-    oauth_filter = Q(user=user)
+        browser_session_end(user_session=user_session)  # its Django session goes with it
+        browser_sessions += 1
+    # Counts of the rows named, not of cascaded ones (a social account's tokens, say); the keys
+    # avoid the word "token", which the audit trail redacts.
     removed = {
-        "email_addresses": EmailAddress.objects.filter(user=user).delete()[0],
-        "social_accounts": SocialAccount.objects.filter(user=user).delete()[0],
-        "mfa_authenticators": Authenticator.objects.filter(user=user).delete()[0],
-        "device_sessions": DeviceSession.objects.filter(user=user).delete()[0],
-        "browser_sessions": UserSession.objects.filter(user=user).delete()[0],
-        "blocks": UserBlock.objects.filter(Q(blocker=user) | Q(blocked=user)).delete()[0],
+        "email_addresses": delete_rows(EmailAddress.objects.filter(user=user)),
+        "social_accounts": delete_rows(SocialAccount.objects.filter(user=user)),
+        "mfa_authenticators": delete_rows(Authenticator.objects.filter(user=user)),
+        "device_sessions": delete_rows(DeviceSession.objects.filter(user=user)),
+        "browser_sessions": browser_sessions,
+        "blocks": delete_rows(UserBlock.objects.filter(Q(blocker=user) | Q(blocked=user))),
         "memberships": _memberships_release(user=user),
+        "invitations": delete_rows(_invitations_of(user=user, addresses=addresses)),
         "data_exports": _exports_delete(user=user),
-        "oauth_authorizations": get_access_token_model().objects.filter(oauth_filter).delete()[0]
-        + get_refresh_token_model().objects.filter(oauth_filter).delete()[0]
-        + get_id_token_model().objects.filter(oauth_filter).delete()[0],
-        "oauth_grants": get_grant_model().objects.filter(oauth_filter).delete()[0],
+        "oauth_access": delete_rows(get_access_token_model().objects.filter(user=user)),
+        "oauth_refresh": delete_rows(get_refresh_token_model().objects.filter(user=user)),
+        "oauth_id": delete_rows(get_id_token_model().objects.filter(user=user)),
+        "oauth_grants": delete_rows(get_grant_model().objects.filter(user=user)),
         "files": user_files_purge(user=user),
     }
     AccountLockout.objects.filter(user=user).delete()

@@ -20,6 +20,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, Throttled
@@ -27,7 +28,7 @@ from rest_framework.exceptions import APIException, NotFound, Throttled
 from accounts.emails import email_queue
 from accounts.models import DataExport, DeviceSession, Membership, User, UserBlock
 from audit.models import AuditEvent
-from audit.services import audit_record
+from audit.services import audit_record, scrub
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,25 @@ def data_export_request(*, user: User) -> DataExport:
     export.full_clean()
     export.save()
     audit_record(action="accounts.user.data_export_requested", actor=user, target=export)
+    transaction.on_commit(partial(_data_export_enqueue, export_id=export.pk))
+    return export
 
+
+def _data_export_enqueue(*, export_id: Any) -> None:
+    """Queue the build once the request has committed; without a broker, fail the export at once.
+
+    A pending export the worker never hears of would block the user's next request for
+    PENDING_EXPORT_STALE_AFTER; failed, it blocks nothing and the user can simply ask again.
+    """
     from accounts.tasks import data_export_build
 
-    transaction.on_commit(partial(data_export_build.delay, str(export.pk)))
-    return export
+    try:
+        data_export_build.delay(str(export_id))
+    except OperationalError:
+        logger.exception("Broker unreachable; data export %s not queued", export_id)
+        DataExport.objects.filter(pk=export_id, status=DataExport.Status.PENDING).update(
+            status=DataExport.Status.FAILED, finished_at=timezone.now()
+        )
 
 
 def data_export_get(*, user: User, export_id: Any) -> DataExport:
@@ -211,7 +226,8 @@ def data_export_bundle(*, user: User) -> dict[str, Any]:
                 "uid": account.uid,
                 "date_joined": account.date_joined,
                 "last_login": account.last_login,
-                "extra_data": account.extra_data,
+                # What the provider said about the user; any token it slipped in is redacted.
+                "extra_data": scrub(account.extra_data),
             }
             for account in SocialAccount.objects.filter(user=user).order_by("provider", "uid")
         ],

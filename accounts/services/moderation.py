@@ -19,8 +19,9 @@ from allauth.usersessions.models import UserSession
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from accounts.models import STAFF_ROLES, DeviceSession, Role, User, UserBlock
 from accounts.services.users import browser_session_end, device_sessions_revoke
@@ -93,7 +94,11 @@ def user_set_roles(*, user: User, roles: Iterable[str], actor: User | None = Non
 
 @transaction.atomic
 def user_revoke_everything(*, user: User, reason: str) -> dict[str, int]:
-    """End every device session, browser session and OAuth token of the user."""
+    """End every device session, browser session and OAuth token and authorization code of the user.
+
+    Unused authorization codes go too: the toolkit checks neither a code's nor a token's user for
+    `is_active`, so a code issued moments ago would still buy a client a fresh access token.
+    """
     devices = device_sessions_revoke(user=user, reason=reason)
     browsers = 0
     for user_session in UserSession.objects.filter(user=user):
@@ -103,14 +108,27 @@ def user_revoke_everything(*, user: User, reason: str) -> dict[str, int]:
     refresh_tokens = (
         get_refresh_token_model().objects.filter(user=user, revoked__isnull=True).update(revoked=now)
     )
-    access_tokens, _ = get_access_token_model().objects.filter(user=user).delete()
+    access_tokens = delete_rows(get_access_token_model().objects.filter(user=user))
+    codes = delete_rows(get_grant_model().objects.filter(user=user))
     transaction.on_commit(lambda: user_forget(user_id=user.pk))
     return {
         "device_sessions": devices,
         "browser_sessions": browsers,
         "oauth_access_tokens": access_tokens,
         "oauth_refresh_tokens": refresh_tokens,
+        "oauth_authorization_codes": codes,
     }
+
+
+def delete_rows(queryset: QuerySet[Any]) -> int:
+    """Delete the rows of `queryset`; how many of its own model went (cascades not counted)."""
+    _, by_model = queryset.delete()
+    return by_model.get(queryset.model._meta.label, 0)
+
+
+def revoked_for_audit(revoked: dict[str, int]) -> dict[str, int]:
+    """Revocation counts under names the audit trail keeps: it redacts any key naming a token."""
+    return {key.removesuffix("_tokens"): count for key, count in revoked.items()}
 
 
 @transaction.atomic
@@ -120,45 +138,58 @@ def user_sign_out_everywhere(*, user: User, actor: User | None = None) -> dict[s
     Records `accounts.user.signed_out_everywhere`.
     """
     revoked = user_revoke_everything(user=user, reason=DeviceSession.RevokeReason.STAFF)
-    audit_record(action="accounts.user.signed_out_everywhere", actor=actor, target=user, metadata=revoked)
+    audit_record(
+        action="accounts.user.signed_out_everywhere",
+        actor=actor,
+        target=user,
+        metadata={"revoked": revoked_for_audit(revoked)},
+    )
     return revoked
 
 
 @transaction.atomic
 def user_deactivate(*, user: User, reason: str = "", actor: User | None = None) -> User:
-    """Deactivate the user: they can't sign in, and their access tokens fail on the next request."""
+    """Deactivate the user: they can't sign in, and every session and token of theirs ends now.
+
+    An account already inactive is left alone, unless its owner asked for deletion: then staff
+    deactivating it is recorded, and the owner's undo link stops working
+    (docs/decisions/0009-account-deletion-and-export.md).
+    """
     _refuse_self(user=user, actor=actor, what="deactivate")
     user = User.objects.select_for_update().get(pk=user.pk)
-    if not user.is_active:
+    if not user.is_active and user.deleted_at is None:
         return user
+    was_active = user.is_active
     user.is_active = False
     user.deactivation_reason = reason
     user.save(update_fields=["is_active", "deactivation_reason", "updated_at"])
-    device_sessions_revoke(user=user, reason=DeviceSession.RevokeReason.DEACTIVATED)
-    transaction.on_commit(lambda: user_forget(user_id=user.pk))
+    revoked = user_revoke_everything(user=user, reason=DeviceSession.RevokeReason.DEACTIVATED)
     audit_record(
         action="accounts.user.deactivated",
         actor=actor,
         target=user,
-        changes={"is_active": [True, False]},
-        metadata={"reason": reason},
+        changes={"is_active": [was_active, False]} if was_active else {},
+        metadata={"reason": reason, "revoked": revoked_for_audit(revoked)},
     )
     return user
 
 
 @transaction.atomic
 def user_reactivate(*, user: User, actor: User | None = None) -> User:
+    """Let the user sign in again; a deletion the owner asked for is cancelled with it."""
     user = User.objects.select_for_update().get(pk=user.pk)
     if user.is_active:
         return user
     if user.purged_at is not None:
         raise ValidationError("A purged account cannot be reactivated.", code="account_purged")
+    changes: dict[str, Any] = {"is_active": [False, True]}
+    if user.deleted_at is not None:
+        changes["deleted_at"] = [user.deleted_at.isoformat(), None]
     user.is_active = True
     user.deactivation_reason = ""
-    user.save(update_fields=["is_active", "deactivation_reason", "updated_at"])
-    audit_record(
-        action="accounts.user.reactivated", actor=actor, target=user, changes={"is_active": [False, True]}
-    )
+    user.deleted_at = None
+    user.save(update_fields=["is_active", "deactivation_reason", "deleted_at", "updated_at"])
+    audit_record(action="accounts.user.reactivated", actor=actor, target=user, changes=changes)
     return user
 
 
@@ -177,7 +208,7 @@ def user_lock_down(*, user: User, reason: str = "", actor: User | None = None) -
         actor=actor,
         target=locked,
         changes={"is_active": [was_active, False]},
-        metadata={"reason": reason, "revoked": revoked},
+        metadata={"reason": reason, "revoked": revoked_for_audit(revoked)},
     )
     return {"user": locked, "revoked": revoked}
 

@@ -36,8 +36,8 @@ CHANGELIST_URL = "/admin/accounts/user/"
 TIMELINE_URL = "/admin/audit/auditevent/"
 # A changelist page, whatever the number of users: the session and the signed-in user (2), allauth's
 # browser-session tracking (5: savepoint, session, user, update, release), the count, the page, and
-# the page's roles and social accounts (4).
-CHANGELIST_QUERIES = 11
+# the page's roles, social accounts, verified primary addresses and second factors (6).
+CHANGELIST_QUERIES = 13
 ACTIONS = (
     "deactivate_users",
     "lock_down_users",
@@ -335,7 +335,10 @@ def population(admin: User) -> dict[str, User]:
         ({"q": "e s"}, ["dave_smith"]),  # the display name "Dave Smith" only
         ({"q": "example.com"}, ["alice", "bob", "carol", "dave_smith", "root"]),
         ({"q": "nobody"}, []),
-        ({"role": "user", "is_active": "1", "has_mfa": "1", "q": "a"}, ["alice", "carol"]),
+        ({"q": "ca"}, ["carol"]),  # under three characters: the start of a value, not anywhere in it
+        ({"role": "user", "is_active": "1", "has_mfa": "1", "q": "al"}, ["alice"]),
+        ({"role": "user", "is_active": "1", "has_mfa": "1", "q": "aro"}, ["carol"]),
+        ({"role": "user", "is_active": "1", "has_mfa": "1", "q": "li"}, []),
     ],
 )
 def test_filters_and_search_select_what_the_api_would(
@@ -710,7 +713,16 @@ def test_deactivate_asks_for_a_reason_then_deactivates(admin_client: Client, adm
     assert (deactivated.actor_id, deactivated.target_id, deactivated.metadata) == (
         str(admin.pk),
         str(user.pk),
-        {"reason": "Spam from this account"},
+        {
+            "reason": "Spam from this account",
+            "revoked": {
+                "device_sessions": 1,
+                "browser_sessions": 0,
+                "oauth_access": 0,
+                "oauth_refresh": 0,
+                "oauth_authorization_codes": 0,
+            },
+        },
     )
 
 
@@ -785,7 +797,7 @@ def test_sign_out_everywhere_ends_sessions_and_keeps_the_user_active(
     assert not UserSession.objects.filter(user=user).exists()
     [signed_out] = events("accounts.user.signed_out_everywhere")
     assert (signed_out.actor_id, signed_out.target_id) == (str(admin.pk), str(user.pk))
-    assert signed_out.metadata["device_sessions"] == 1
+    assert signed_out.metadata["revoked"]["device_sessions"] == 1
 
 
 def test_send_password_reset_emails_a_link(

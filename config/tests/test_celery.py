@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from celery import Celery
 from django.conf import settings
 
 from config.celery import app, ping
 from config.context import request_id_var
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_celery_defaults_favour_safe_redelivery() -> None:
@@ -48,49 +39,8 @@ def test_a_task_keeps_the_request_id_of_the_request_that_queued_it() -> None:
     assert headers == {"request_id": "req-77"}
 
 
-@pytest.fixture
-def worker_queue(require_services: None) -> Iterator[str]:
-    """Start a real `celery worker` on a private queue of the CI Redis; stop it afterwards."""
-    queue = f"test-{uuid.uuid4().hex}"
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "CELERY_BROKER_URL": os.environ["REDIS_URL"],
-        "CELERY_RESULT_BACKEND": os.environ["REDIS_URL"],
-        "CELERY_TASK_ALWAYS_EAGER": "false",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "config",
-        "worker",
-        "--pool=solo",
-        "-Q",
-        queue,
-        "-l",
-        "INFO",
-    ]
-    worker = subprocess.Popen(
-        command,
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        yield queue
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-
-
 def test_a_real_worker_consumes_a_task_from_redis(worker_queue: str) -> None:
+    """`worker_queue` (conftest.py) is a real `celery worker` subprocess on a private queue."""
     producer = Celery(broker=os.environ["REDIS_URL"], backend=os.environ["REDIS_URL"])
 
     result = producer.send_task("config.ping", queue=worker_queue)
