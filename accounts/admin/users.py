@@ -16,7 +16,7 @@ from allauth.mfa.models import Authenticator
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import F, Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, reverse
@@ -325,7 +325,11 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
         """A second factor (TOTP or a passkey) is set up (annotated by `for_staff_list`)."""
         return getattr(user, "has_mfa", None)
 
-    @admin.display(description="last sign-in", ordering="last_login", empty_value="never")
+    # As the API orders: never signed in counts as oldest, on the (last_login NULLS FIRST, id) index;
+    # the admin reverses the expression (DESC NULLS LAST) for "newest first".
+    @admin.display(
+        description="last sign-in", ordering=F("last_login").asc(nulls_first=True), empty_value="never"
+    )
     def last_sign_in(self, user: User) -> Any:
         return user.last_login
 

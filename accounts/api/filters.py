@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.db.models import F, OrderBy
 
 from accounts.models import Role, User, UserQuerySet
 
@@ -14,6 +15,25 @@ def _strict_boolean(**kwargs: object) -> django_filters.TypedChoiceFilter:
         coerce=lambda value: value == "true",
         **kwargs,
     )
+
+
+# Each ordering, with a unique tie-breaker so pages never repeat or skip users, on an index
+# (`last_login` NULLS FIRST, `id`; `created_at`; `username` is unique).
+ORDERINGS: dict[str, tuple[str | OrderBy, ...]] = {
+    "username": ("username",),
+    "-username": ("-username",),
+    "created_at": ("created_at", "id"),
+    "-created_at": ("-created_at", "-id"),
+    "last_login": (F("last_login").asc(nulls_first=True), "id"),
+    "-last_login": (F("last_login").desc(nulls_last=True), "-id"),
+}
+
+
+class UserOrderingFilter(django_filters.OrderingFilter):
+    def filter(self, qs: UserQuerySet, value: list[str] | None) -> UserQuerySet:
+        if not value:
+            return qs
+        return qs.order_by(*(expression for name in value for expression in ORDERINGS[name]))
 
 
 class UserFilter(django_filters.FilterSet):
@@ -33,9 +53,12 @@ class UserFilter(django_filters.FilterSet):
     )
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    ordering = django_filters.OrderingFilter(
+    ordering = UserOrderingFilter(
         fields=(("username", "username"), ("created_at", "created_at"), ("last_login", "last_login")),
-        help_text="`username` (default), `created_at` or `last_login`; prefix `-` for descending.",
+        help_text=(
+            "`username` (default), `created_at` or `last_login` (never signed in counts as oldest); "
+            "prefix `-` for descending."
+        ),
     )
 
     class Meta:

@@ -40,6 +40,12 @@ STAFF_ROLES = frozenset({Role.ADMIN, Role.MODERATOR})
 MFA_FACTOR_TYPES = ("totp", "webauthn")
 # Fields `UserQuerySet.search` matches, case-insensitively, anywhere in the value.
 SEARCH_FIELDS = ("username", "email", "display_name")
+# Shorter search terms match as a prefix: a trigram index can't serve a substring under 3 characters.
+SEARCH_MIN_SUBSTRING = 3
+# Where `UserQuerySet.for_staff_list` puts its prefetches that `User.email_verified` and
+# `User.has_mfa` read.
+VERIFIED_PRIMARY_ADDRESSES = "_verified_primary_addresses"
+MFA_AUTHENTICATORS = "_mfa_authenticators"
 
 
 class UserQuerySet(models.QuerySet["User"]):
@@ -49,16 +55,23 @@ class UserQuerySet(models.QuerySet["User"]):
         return self.filter(email__iexact=email)
 
     def search(self, term: str) -> UserQuerySet:
-        """Users whose username, e-mail or display name contains `term` (trigram-indexed on PostgreSQL)."""
+        """Users whose username, e-mail or display name contains `term`, ignoring case.
+
+        Served by trigram indexes on PostgreSQL (migration 0005). Those need three characters, so
+        a shorter term matches the start of the values instead (a prefix the same indexes serve).
+        """
         term = term.strip()
         if not term:
             return self
+        lookup = "icontains" if len(term) >= SEARCH_MIN_SUBSTRING else "istartswith"
         condition = Q()
         for field in SEARCH_FIELDS:
-            condition |= Q(**{f"{field}__icontains": term})
+            condition |= Q(**{f"{field}__{lookup}": term})
         return self.filter(condition)
 
     def with_role(self, role: str) -> UserQuerySet:
+        if role == Role.USER:
+            return self  # everyone has it: a join over every user would find them all
         return self.filter(groups__name=role)
 
     def with_email_verified(self, verified: bool) -> UserQuerySet:
@@ -73,14 +86,32 @@ class UserQuerySet(models.QuerySet["User"]):
         return self.filter(Exists(SocialAccount.objects.filter(user=OuterRef("pk"), provider=provider)))
 
     def for_staff_list(self) -> UserQuerySet:
-        """What a page of the staff list shows, in a constant number of queries: flags annotated,
-        roles and social providers prefetched."""
+        """What a page of the staff list shows, in a constant number of queries: roles, social
+        providers, the verified primary address and second factors prefetched for that page only.
+
+        (As `EXISTS` annotations PostgreSQL would hash the whole address and authenticator tables
+        for every page: bench/users_list.py.)
+        """
+        from allauth.account.models import EmailAddress
+        from allauth.mfa.models import Authenticator
         from allauth.socialaccount.models import SocialAccount
         from django.contrib.auth.models import Group
 
-        return self.annotate(email_verified=_email_verified_exists(), has_mfa=_mfa_exists()).prefetch_related(
+        return self.prefetch_related(
             Prefetch("groups", queryset=Group.objects.only("id", "name")),
             Prefetch("socialaccount_set", queryset=SocialAccount.objects.only("id", "user_id", "provider")),
+            Prefetch(
+                "emailaddress_set",
+                queryset=EmailAddress.objects.filter(primary=True, verified=True).only("id", "user_id"),
+                to_attr=VERIFIED_PRIMARY_ADDRESSES,
+            ),
+            Prefetch(
+                "authenticator_set",
+                queryset=Authenticator.objects.filter(type__in=MFA_FACTOR_TYPES).only(
+                    "id", "user_id", "type"
+                ),
+                to_attr=MFA_AUTHENTICATORS,
+            ),
         )
 
 
@@ -185,7 +216,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         indexes = [
             models.Index(fields=["created_at"], name="accounts_user_created_idx"),
             models.Index(fields=["deleted_at"], name="accounts_user_deleted_idx"),
-            models.Index(fields=["last_login"], name="accounts_user_last_login_idx"),
+            # The staff list's search and last-sign-in orderings have indexes that differ per
+            # database: migration 0005_user_list_indexes.
         ]
 
     # Constraint errors Django reports as non-field errors, and the field each one is about.
@@ -238,6 +270,28 @@ class User(AbstractBaseUser, PermissionsMixin):
             cached = sorted(group.name for group in self.groups.all() if group.name in Role.values)
             self._roles = cached
         return cached
+
+    @property
+    def email_verified(self) -> bool:
+        """The primary e-mail address is verified; one query unless `for_staff_list` prefetched it."""
+        prefetched = getattr(self, VERIFIED_PRIMARY_ADDRESSES, None)
+        if prefetched is not None:
+            return bool(prefetched)
+        return type(self).objects.filter(pk=self.pk).with_email_verified(True).exists()
+
+    @property
+    def mfa_factor_types(self) -> list[str]:
+        """The user's second factors (`totp`, `webauthn`), sorted; recovery codes only back them up."""
+        prefetched = getattr(self, MFA_AUTHENTICATORS, None)
+        if prefetched is None:
+            from allauth.mfa.models import Authenticator
+
+            prefetched = list(Authenticator.objects.filter(user_id=self.pk, type__in=MFA_FACTOR_TYPES))
+        return sorted({authenticator.type for authenticator in prefetched})
+
+    @property
+    def has_mfa(self) -> bool:
+        return bool(self.mfa_factor_types)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles

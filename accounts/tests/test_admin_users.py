@@ -24,6 +24,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import formats, timezone
 from django.utils.text import capfirst
 
+from accounts.admin.users import UserAdmin
 from accounts.models import DeviceSession, Role, User
 from accounts.services import device_session_start
 from accounts.services.moderation import user_deactivate, user_set_roles
@@ -1107,3 +1108,19 @@ def test_allauth_records_are_listed_without_their_secrets(admin_client: Client, 
         == 403
     )
     assert Authenticator.objects.filter(pk=authenticator.pk).exists()
+
+
+def test_sorting_by_last_sign_in_puts_those_who_never_signed_in_at_the_oldest_end(
+    admin_client: Client, admin: User
+) -> None:
+    recent, older = member("recent"), member("older")
+    User.objects.filter(pk=recent.pk).update(last_login=timezone.now())
+    User.objects.filter(pk=older.pk).update(last_login=timezone.now() - timedelta(days=3))
+    User.objects.filter(pk=admin.pk).update(last_login=None)
+    column = UserAdmin.list_display.index("last_sign_in") + 1  # the action checkbox is column 0
+
+    newest_first = listed(admin_client.get(CHANGELIST_URL, {"o": f"-{column}"}))
+    oldest_first = listed(admin_client.get(CHANGELIST_URL, {"o": f"{column}"}))
+
+    assert newest_first == ["recent", "older", admin.username]
+    assert oldest_first == [admin.username, "older", "recent"]

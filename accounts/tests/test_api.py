@@ -13,7 +13,9 @@ from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth.models import Group
 from django.core import mail
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 from rest_framework.test import APIClient
@@ -432,7 +434,43 @@ def test_staff_list_orders(admin_client: APIClient, admin: User) -> None:
     assert order("username") == sorted([admin.username, "amy", "zed"])
     assert order("-username") == sorted([admin.username, "amy", "zed"], reverse=True)
     assert order("-created_at")[:2] == ["amy", "zed"]
-    assert [name for name in order("-last_login") if name in ("amy", "zed")] == ["zed", "amy"]
+    assert order("-last_login") == ["zed", "amy", admin.username]  # never signed in: last
+    assert order("last_login") == [admin.username, "amy", "zed"]  # never signed in: oldest
+
+
+def test_staff_list_pages_through_equal_sort_keys_without_repeating_anyone(admin_client: APIClient) -> None:
+    UserFactory.create_batch(7)
+    User.objects.update(created_at=timezone.now(), last_login=None)
+
+    for ordering in ("created_at", "-created_at", "last_login", "-last_login"):
+        seen = []
+        for page in (1, 2, 3, 4):
+            response = admin_client.get(
+                "/api/v1/users/", {"ordering": ordering, "page_size": 2, "page": page}
+            )
+            seen += [item["id"] for item in response.json()["results"]]
+        assert len(seen) == len(set(seen)) == 8, ordering
+
+
+def test_staff_search_under_three_characters_matches_the_start(admin_client: APIClient) -> None:
+    UserFactory.create(username="lisa", email="lisa@example.com")
+    UserFactory.create(username="alice", email="alice@example.com")
+
+    found = {
+        item["username"] for item in admin_client.get("/api/v1/users/", {"search": "LI"}).json()["results"]
+    }
+
+    assert found == {"lisa"}
+
+
+def test_staff_list_asks_for_a_full_page_even_when_fewer_rows_match(admin_client: APIClient) -> None:
+    UserFactory.create(username="unique_person")
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get("/api/v1/users/", {"search": "unique_person"})
+
+    assert response.json()["count"] == 1
+    page_query = next(query["sql"] for query in captured.captured_queries if "LIMIT" in query["sql"])
+    assert page_query.rstrip().endswith("LIMIT 50")
 
 
 def _bulk_users(count: int, *, start: int = 0) -> None:
@@ -501,15 +539,15 @@ def test_deactivating_stops_the_users_tokens_and_reactivating_lets_them_sign_in_
     assert (response.json()["is_active"], response.json()["deactivation_reason"]) == (False, "Spam.")
     assert me_with(token) == 401
     event = last_event("accounts.user.deactivated")
-    assert (event.actor_id, event.target_id, event.metadata) == (
+    assert (event.actor_id, event.target_id, event.metadata["reason"]) == (
         str(admin.pk),
         str(target.pk),
-        {"reason": "Spam."},
+        "Spam.",
     )
-    login = {"login": target.username, "password": DEFAULT_PASSWORD}
-    assert client.post("/accounts/login/", login).status_code != 302 or not client.session.get(
-        "_auth_user_id"
-    )
+    assert event.metadata["revoked"]["device_sessions"] == 1
+    sign_in = client.post("/accounts/login/", {"login": target.username, "password": DEFAULT_PASSWORD})
+    assert (sign_in.status_code, sign_in["Location"]) == (302, "/accounts/inactive/")
+    assert "_auth_user_id" not in client.session
 
     response = client_for(admin).post(f"/api/v1/users/{target.pk}/reactivate/")
 
@@ -550,6 +588,7 @@ def test_lock_down_revokes_every_session_and_token_in_one_audited_step() -> None
         "browser_sessions": 0,
         "oauth_access_tokens": 1,
         "oauth_refresh_tokens": 1,
+        "oauth_authorization_codes": 0,
     }
     assert me_with(token) == 401
     assert not DeviceSession.objects.filter(user=target, revoked_at__isnull=True).exists()
