@@ -17,14 +17,17 @@ from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.headless.base.response import AuthenticationResponse
 from allauth.headless.internal.restkit.response import APIResponse
 from allauth.headless.tokens.strategies.sessions import SessionTokenStrategy
+from allauth.mfa.adapter import DefaultMFAAdapter
 from django.core.exceptions import ValidationError
 from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from accounts.emails import email_queue
+from accounts.encryption import secret_decrypt, secret_encrypt
 from accounts.exceptions import RefreshTokenRejected
 from accounts.models import User
+from accounts.selectors_mfa import authentication_records
 from accounts.services import device_session_refresh, device_session_start, user_create
 from accounts.tokens import DEVICE_SESSION_ID_KEY
 from accounts.validators import UsernameValidator
@@ -115,6 +118,7 @@ class DeviceTokenStrategy(SessionTokenStrategy):
             user_agent=request.headers.get("User-Agent", ""),
             ip_address=request.META.get("REMOTE_ADDR"),
             session_key=self.create_session_token(request),
+            authentication=authentication_records(request.session),
         )
         request.session[DEVICE_SESSION_ID_KEY] = str(session.id)
         return pair.as_response()
@@ -125,3 +129,13 @@ class DeviceTokenStrategy(SessionTokenStrategy):
         except RefreshTokenRejected:
             return None
         return pair.access_token, pair.refresh_token
+
+
+class MFAAdapter(DefaultMFAAdapter):
+    """allauth.mfa's adapter: its stored secrets are encrypted (accounts.encryption)."""
+
+    def encrypt(self, text: str) -> str:
+        return secret_encrypt(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return secret_decrypt(encrypted_text)

@@ -1,16 +1,37 @@
-"""DRF authentication for first-party JWTs bound to device sessions."""
+"""DRF authentication: first-party JWTs bound to device sessions, and the MFA requirement.
+
+Every way into the API (JWT, OAuth access token, browser session) refuses a user whose role
+requires a second factor they have not set up: 403 `mfa_enrollment_required`, except reading
+`GET /api/v1/users/me/`, so a client can tell the user why (docs/decisions/0012-mfa-and-step-up.md).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+from rest_framework import authentication
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
+from accounts.exceptions import MFAEnrollmentRequired
 from accounts.models import User
+from accounts.selectors_mfa import user_mfa_missing
 from accounts.tokens import access_token_user
+
+# What a user who still has to set up a required second factor may call.
+MFA_ENROLLMENT_ALLOWED = {("GET", "/api/v1/users/me/"), ("HEAD", "/api/v1/users/me/")}
+
+
+def refuse_missing_required_mfa(request: Request, user: Any) -> None:
+    if (
+        isinstance(user, User)
+        and (request.method, request.path_info) not in MFA_ENROLLMENT_ALLOWED  # path_info: SCRIPT_NAME-proof
+        and user_mfa_missing(user)
+    ):
+        raise MFAEnrollmentRequired()
 
 
 class DeviceSessionJWTAuthentication(JWTAuthentication):
@@ -27,10 +48,33 @@ class DeviceSessionJWTAuthentication(JWTAuthentication):
         raw_token = self.get_raw_token(header)
         if raw_token is None or raw_token.count(b".") != 2:
             return None
-        return super().authenticate(request)
+        result = super().authenticate(request)
+        if result is not None:
+            refuse_missing_required_mfa(request, result[0])
+        return result
 
     def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
         user = access_token_user(token=validated_token)  # type: ignore[arg-type]
         if user is None:
             raise InvalidToken("The access token has been revoked.")
         return user
+
+
+class MFARequiredOAuth2Authentication(OAuth2Authentication):
+    """The toolkit's bearer check, with the MFA requirement."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        result = super().authenticate(request)
+        if result is not None:
+            refuse_missing_required_mfa(request, result[0])
+        return result
+
+
+class MFARequiredSessionAuthentication(authentication.SessionAuthentication):
+    """DRF's session check (with CSRF), with the MFA requirement."""
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        result = super().authenticate(request)
+        if result is not None:
+            refuse_missing_required_mfa(request, result[0])
+        return result

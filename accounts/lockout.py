@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
@@ -261,3 +263,38 @@ def lockout_seconds_remaining_for_identifier(*, identifier: str) -> int:
     if user is None:
         return unknown_identifier_state(identifier).seconds_remaining(now=timezone.now())
     return lockout_seconds_remaining(user=user)
+
+
+# --- second factors and re-authentication: the account is the session's ---------------------
+
+# Where allauth keeps the sign-in waiting for its second factor (allauth.account.internal.stagekit).
+PENDING_LOGIN_SESSION_KEY = "account_login"
+
+
+def session_account_id(session: Mapping[str, Any] | None) -> str | None:
+    """The account a session acts for: its signed-in user, or the user of a pending sign-in."""
+    if session is None:
+        return None
+    signed_in = session.get(SESSION_KEY)
+    if signed_in:
+        return str(signed_in)
+    pending = session.get(PENDING_LOGIN_SESSION_KEY)
+    user_pk = pending.get("user_pk") if isinstance(pending, dict) else None
+    return str(user_pk) if user_pk else None
+
+
+def lockout_seconds_remaining_for_session(*, session: Mapping[str, Any] | None) -> int:
+    """Seconds until the session's account may try a code or password again; 0 when not locked."""
+    account_id = session_account_id(session)
+    if not account_id:
+        return 0
+    user = User.objects.filter(pk=account_id).first() if _is_uuid(account_id) else None
+    return lockout_seconds_remaining(user=user) if user is not None else 0
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

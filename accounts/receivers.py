@@ -14,15 +14,18 @@ from allauth.account.signals import (
     password_set,
     user_signed_up,
 )
+from allauth.mfa import signals as mfa_signals
+from allauth.mfa.models import Authenticator
 from django.apps import AppConfig
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
-from django.db.models.signals import post_migrate, post_save
+from django.db.models.signals import post_delete, post_migrate, post_save, pre_delete
 from django.dispatch import receiver
 from django.http import HttpRequest
 
+from audit.models import AuditEvent
 from audit.services import audit_record
 
 
@@ -201,3 +204,132 @@ def audit_email_verified(
         request=request,
         metadata={"email": email_address.email},
     )
+
+
+# --- second factors (allauth.mfa): audit trail, account lockout, cached user ---------------------
+
+
+# Where an authenticator being deleted keeps its primary key: Django clears `pk` on delete, and
+# allauth sends `authenticator_removed` with the deleted instance.
+DELETED_PK_ATTRIBUTE = "_accounts_deleted_pk"
+
+
+def _factor(authenticator: Any) -> dict[str, Any]:
+    pk = getattr(authenticator, "pk", None)
+    return {
+        "type": getattr(authenticator, "type", None),
+        "authenticator_id": pk if pk is not None else getattr(authenticator, DELETED_PK_ATTRIBUTE, None),
+    }
+
+
+@receiver(pre_delete, sender=Authenticator, dispatch_uid="accounts.remember_deleted_authenticator_pk")
+def remember_deleted_authenticator_pk(sender: object, instance: Authenticator, **kwargs: Any) -> None:
+    setattr(instance, DELETED_PK_ATTRIBUTE, instance.pk)
+
+
+@receiver(mfa_signals.authenticator_added, dispatch_uid="accounts.audit_mfa_enrolled")
+def audit_mfa_enrolled(
+    sender: object, request: HttpRequest, user: AbstractBaseUser, authenticator: Any, **kwargs: Any
+) -> None:
+    audit_record(
+        action="accounts.mfa.enrolled",
+        actor=user,
+        target=user,
+        request=request,
+        metadata=_factor(authenticator),
+    )
+
+
+@receiver(mfa_signals.authenticator_added, dispatch_uid="accounts.totp_activation_step_spent")
+def totp_activation_step_spent(
+    sender: object, request: HttpRequest, authenticator: Any, **kwargs: Any
+) -> None:
+    """The code that confirmed a TOTP enrolment may not complete a sign-in as well."""
+    from accounts.services.mfa import TOTP_ACTIVATION_STEP_ATTRIBUTE, totp_activation_record
+
+    step = getattr(request, TOTP_ACTIVATION_STEP_ATTRIBUTE, None)
+    if step is not None and getattr(authenticator, "type", None) == Authenticator.Type.TOTP:
+        totp_activation_record(authenticator=authenticator, step=step)
+
+
+@receiver(mfa_signals.authenticator_removed, dispatch_uid="accounts.audit_mfa_removed")
+def audit_mfa_removed(
+    sender: object, request: HttpRequest, user: AbstractBaseUser, authenticator: Any, **kwargs: Any
+) -> None:
+    audit_record(
+        action="accounts.mfa.removed",
+        actor=user,
+        target=user,
+        request=request,
+        metadata=_factor(authenticator),
+    )
+
+
+@receiver(mfa_signals.authenticator_reset, dispatch_uid="accounts.audit_mfa_recovery_codes_regenerated")
+def audit_mfa_reset(
+    sender: object, request: HttpRequest, user: AbstractBaseUser, authenticator: Any, **kwargs: Any
+) -> None:
+    audit_record(
+        action="accounts.mfa.recovery_codes_regenerated",
+        actor=user,
+        target=user,
+        request=request,
+        metadata=_factor(authenticator),
+    )
+
+
+@receiver(mfa_signals.authenticator_used, dispatch_uid="accounts.audit_mfa_authenticated")
+def audit_mfa_authenticated(
+    sender: object,
+    request: HttpRequest,
+    user: AbstractBaseUser,
+    authenticator: Any,
+    reauthenticated: bool = False,
+    passwordless: bool = False,
+    **kwargs: Any,
+) -> None:
+    audit_record(
+        action="accounts.mfa.authenticated",
+        actor=user,
+        target=user,
+        request=request,
+        metadata={
+            **_factor(authenticator),
+            "reauthentication": reauthenticated,
+            "passwordless": passwordless,
+        },
+    )
+
+
+@receiver(mfa_signals.authentication_failed, dispatch_uid="accounts.mfa_authentication_failed")
+def mfa_authentication_failed(
+    sender: object,
+    request: HttpRequest,
+    user: AbstractBaseUser,
+    authenticator: Any = None,
+    reauthentication: bool = False,
+    **kwargs: Any,
+) -> None:
+    """A wrong, expired, replayed or malformed code: recorded, and counted toward the lockout."""
+    from accounts.lockout import lockout_record_failure
+    from accounts.models import User
+
+    audit_record(
+        action="accounts.mfa.authentication_failed",
+        outcome=AuditEvent.Outcome.FAILURE,
+        actor=user,
+        target=user,
+        request=request,
+        metadata={**_factor(authenticator), "reauthentication": reauthentication},
+    )
+    if isinstance(user, User):
+        lockout_record_failure(user=user)
+
+
+@receiver(post_save, sender=Authenticator, dispatch_uid="accounts.forget_user_on_authenticator_saved")
+@receiver(post_delete, sender=Authenticator, dispatch_uid="accounts.forget_user_on_authenticator_deleted")
+def forget_user_on_authenticator_change(sender: object, instance: Authenticator, **kwargs: Any) -> None:
+    """The cached copy of a user knows their second factors (the MFA requirement reads them)."""
+    from accounts.tokens import user_forget
+
+    transaction.on_commit(lambda: user_forget(user_id=instance.user_id))

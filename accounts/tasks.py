@@ -164,3 +164,11 @@ def data_exports_expire() -> dict[str, int]:
     from accounts.services.exports import data_exports_expire as expire
 
     return expire()
+
+
+@shared_task(name="accounts.email_codes_prune")
+def email_codes_prune() -> int:
+    """Delete e-mailed second-factor codes expired for a day (beat job)."""
+    from accounts.services.mfa import email_codes_prune as prune
+
+    return prune()

@@ -24,6 +24,7 @@ CACHED_USER_FIELDS = tuple(
     field.attname for field in User._meta.concrete_fields if field.attname != "password"
 )
 ROLES_KEY = "_roles"
+MFA_FACTORS_KEY = "_mfa_factor_types"
 ACTIVE = "active"
 REVOKED = "revoked"
 
@@ -62,6 +63,10 @@ def token_pair_issue(*, session: DeviceSession) -> TokenPair:
     refresh[jwt_settings.USER_ID_CLAIM] = str(session.user_id)
     refresh[SESSION_CLAIM] = str(session.id)
     refresh[jwt_settings.JTI_CLAIM] = session.refresh_jti
+    if session.auth_time is not None:
+        # OpenID Connect Core §2: when the user last authenticated, and how (RFC 8176).
+        refresh["auth_time"] = int(session.auth_time.timestamp())
+    refresh["amr"] = list(session.amr or [])
     access = refresh.access_token
     return TokenPair(
         access_token=str(access),
@@ -106,6 +111,7 @@ def user_cache_dump(user: User) -> dict[str, Any]:
     """The user's columns for the cache: everything but the password hash."""
     values = {field: getattr(user, field) for field in CACHED_USER_FIELDS}
     values[ROLES_KEY] = user.roles  # policies read roles on every API call: keep them off the database
+    values[MFA_FACTORS_KEY] = user.mfa_factor_types  # so does the MFA requirement
     return values
 
 
@@ -114,7 +120,10 @@ def user_cache_load(values: dict[str, Any]) -> User:
     and `save()` writes only the loaded columns, so a cached copy can never overwrite it."""
     values = dict(values)
     roles = values.pop(ROLES_KEY, None)
+    factor_types = values.pop(MFA_FACTORS_KEY, None)
     user = User.from_db("default", list(values), list(values.values()))
     if roles is not None:
         user._roles = roles
+    if factor_types is not None:
+        user.mfa_factor_types_known(factor_types)
     return user

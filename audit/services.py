@@ -25,7 +25,10 @@ from audit.models import AuditEvent
 # Any transaction-scoped advisory lock number unique to the audit chain.
 CHAIN_LOCK_ID = 0x41554454  # "AUDT"
 REDACTED = "[REDACTED]"
-_SECRET_NAME = re.compile(r"(?i)password|secret|token|otp|code_verifier|session_key|private_key|api_key")
+# "passwordless" names a way of signing in, not a secret.
+_SECRET_NAME = re.compile(
+    r"(?i)password(?!less)|secret|token|otp|code_verifier|session_key|private_key|api_key"
+)
 LABEL_MAX_LENGTH = 150
 
 

@@ -27,6 +27,11 @@ app.conf.beat_schedule = {
     "accounts-users-purge-due": {"task": "accounts.users_purge_due", "schedule": crontab(minute=37, hour=3)},
     # Personal data exports are downloadable for DATA_EXPORT_LINK_HOURS; then their files go.
     "accounts-data-exports-expire": {"task": "accounts.data_exports_expire", "schedule": crontab(minute=7)},
+    # E-mailed second-factor codes are worthless after 10 minutes; keep the table small.
+    "accounts-email-codes-prune": {
+        "task": "accounts.email_codes_prune",
+        "schedule": crontab(minute=47, hour=4),
+    },
 }
 
 REQUEST_ID_HEADER = "request_id"

@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.MFAEnrolmentMiddleware",
     "allauth.usersessions.middleware.UserSessionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
 ]
@@ -274,9 +275,9 @@ CONTENT_SECURITY_POLICY = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.DeviceSessionJWTAuthentication",
-        "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
+        "accounts.authentication.MFARequiredOAuth2Authentication",
         "config.api.authentication.RejectUnknownBearerToken",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.MFARequiredSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
@@ -332,8 +333,8 @@ SPECTACULAR_SETTINGS = {
     # The ways to authenticate; RejectUnknownBearerToken only refuses, it is not one of them.
     "AUTHENTICATION_WHITELIST": [
         "accounts.authentication.DeviceSessionJWTAuthentication",
-        "oauth2_provider.contrib.rest_framework.OAuth2Authentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "accounts.authentication.MFARequiredOAuth2Authentication",
+        "accounts.authentication.MFARequiredSessionAuthentication",
     ],
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -392,11 +393,34 @@ ACCOUNT_PASSWORD_RESET_BY_CODE_ENABLED = env.bool("ACCOUNT_PASSWORD_RESET_BY_COD
 ACCOUNT_CHANGE_EMAIL = True
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_EMAIL_NOTIFICATIONS = True
-ACCOUNT_REAUTHENTICATION_REQUIRED = False
+# Sensitive actions (password, e-mail, second factors, account deletion, role grants, lock-down,
+# MFA reset) need a re-authentication this recent: password or second factor, asked again
+# (docs/decisions/0012-mfa-and-step-up.md).
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+ACCOUNT_REAUTHENTICATION_TIMEOUT = env.int("ACCOUNTS_STEP_UP_SECONDS", default=600)
 HEADLESS_CLIENTS = ("app", "browser")
 HEADLESS_TOKEN_STRATEGY = "accounts.adapter.DeviceTokenStrategy"  # noqa: S105 - a class path
 HEADLESS_SERVE_SPECIFICATION = True
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_ADAPTER = "accounts.adapter.MFAAdapter"  # encrypts TOTP keys and recovery seeds at rest
+# Keys the stored MFA secrets are encrypted under (the first encrypts); default: the secret key
+# and its fallbacks (accounts/encryption.py).
+MFA_ENCRYPTION_KEYS = env.list("MFA_ENCRYPTION_KEYS", default=[])
+MFA_RECOVERY_CODES_SHOW_ONCE = True
+MFA_PASSKEY_LOGIN_ENABLED = True
+# Passkeys need a secure origin; the embedded default serves plain http on loopback.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG
+MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default=_site_host)
+MFA_TOTP_TOLERANCE = 1  # the code of the previous and next 30-second step is accepted too
+# Codes are checked by our forms: strict replay protection, e-mail fallback codes, lockout.
+MFA_FORMS = {
+    "authenticate": "accounts.forms_mfa.MFAAuthenticateForm",
+    "reauthenticate": "accounts.forms_mfa.MFAReauthenticateForm",
+    "authenticate_webauthn": "accounts.forms_mfa.MFAAuthenticateWebAuthnForm",
+    "reauthenticate_webauthn": "accounts.forms_mfa.MFAReauthenticateWebAuthnForm",
+    "login_webauthn": "accounts.forms_mfa.MFALoginWebAuthnForm",
+    "activate_totp": "accounts.forms_mfa.MFAActivateTOTPForm",
+}
 USERSESSIONS_TRACK_ACTIVITY = True
 
 # --- django-oauth-toolkit (OAuth 2.0 / OpenID Connect server) ---------------------------------
@@ -538,5 +562,15 @@ AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
 ACCOUNT_DELETION_GRACE_DAYS = env.int("ACCOUNT_DELETION_GRACE_DAYS", default=14)
 # Hours a personal data export's download link works; a job then deletes the file.
 DATA_EXPORT_LINK_HOURS = env.int("DATA_EXPORT_LINK_HOURS", default=24)
+# Roles whose users must set up a second factor before anything else works, and whether the
+# is_staff flag alone requires one too.
+ACCOUNTS_MFA_REQUIRED_ROLES = env.list("ACCOUNTS_MFA_REQUIRED_ROLES", default=["admin", "moderator"])
+ACCOUNTS_MFA_REQUIRED_FOR_STAFF = env.bool("ACCOUNTS_MFA_REQUIRED_FOR_STAFF", default=True)
+# A 6-digit code e-mailed to the verified address as a fallback second factor (not for the roles
+# above): its lifetime, and how many a user may be sent in a window.
+ACCOUNTS_MFA_EMAIL_CODES = env.bool("ACCOUNTS_MFA_EMAIL_CODES", default=True)
+ACCOUNTS_MFA_EMAIL_CODE_MINUTES = env.int("ACCOUNTS_MFA_EMAIL_CODE_MINUTES", default=10)
+ACCOUNTS_MFA_EMAIL_CODES_PER_WINDOW = env.int("ACCOUNTS_MFA_EMAIL_CODES_PER_WINDOW", default=3)
+ACCOUNTS_MFA_EMAIL_CODE_WINDOW_MINUTES = env.int("ACCOUNTS_MFA_EMAIL_CODE_WINDOW_MINUTES", default=15)
 # Days an organization's e-mailed invitation link works; resending it starts a new period.
 ORGANIZATION_INVITATION_DAYS = env.int("ORGANIZATION_INVITATION_DAYS", default=7)

@@ -17,7 +17,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_ratelimit.core import get_usage
 
-from accounts.lockout import lockout_seconds_remaining_for_identifier, sign_in_identifier
+from accounts.lockout import (
+    lockout_seconds_remaining_for_identifier,
+    lockout_seconds_remaining_for_session,
+    sign_in_identifier,
+)
+from accounts.services import session_store
 from config.views import error_response
 
 HEADLESS_CLIENTS = ("browser", "app")
@@ -36,16 +41,20 @@ class ProtectedFlow:
     json_body: bool = False
     # For a browser page that serves several actions from one URL: the POST field of the action.
     action_field: str = ""
+    # A second factor or a re-authentication: the account is the one the sign-in session acts for
+    # (its pending sign-in, or its signed-in user), and a locked account is refused.
+    session_account: bool = False
 
 
 SIGN_IN_PAGE = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", identifier_fields=("login",))
-SIGN_IN_ADMIN = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", identifier_fields=("username",))
 SIGN_IN_HEADLESS = ProtectedFlow(
     "accounts.sign_in", "RATELIMIT_SIGNIN", identifier_fields=("email", "username"), json_body=True
 )
-# The second factor of a sign-in shares its per-IP budget (allauth's own per-user limit on codes
-# is off, see the decision record); it names no account to check a lockout against.
-SIGN_IN_SECOND_FACTOR = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN")
+# The second factor of a sign-in, and re-authentication before a sensitive action, share its
+# per-IP budget (allauth's own per-user limit on codes is off, see the decision record); their
+# account is the session's, and its lockout applies (failed codes count toward it).
+SIGN_IN_SECOND_FACTOR = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", session_account=True)
+SIGN_IN_PASSKEY = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN")
 SIGN_UP = ProtectedFlow("accounts.sign_up", "RATELIMIT_SIGNUP")
 PASSWORD_RESET = ProtectedFlow("accounts.password_reset", "RATELIMIT_PASSWORD_RESET")
 VERIFICATION_RESEND = ProtectedFlow("accounts.verification_resend", "RATELIMIT_VERIFICATION_RESEND")
@@ -57,8 +66,11 @@ TOKEN_REFRESH = ProtectedFlow("accounts.token_refresh", "RATELIMIT_TOKEN_REFRESH
 PROTECTED_PATHS: dict[str, ProtectedFlow] = {
     # Browser pages (allauth) and the Django admin.
     "/accounts/login/": SIGN_IN_PAGE,
-    "/admin/login/": SIGN_IN_ADMIN,
     "/accounts/2fa/authenticate/": SIGN_IN_SECOND_FACTOR,
+    "/accounts/2fa/reauthenticate/": SIGN_IN_SECOND_FACTOR,
+    "/accounts/2fa/webauthn/reauthenticate/": SIGN_IN_SECOND_FACTOR,
+    "/accounts/2fa/webauthn/login/": SIGN_IN_PASSKEY,
+    "/accounts/reauthenticate/": SIGN_IN_SECOND_FACTOR,
     "/accounts/signup/": SIGN_UP,
     "/accounts/password/reset/": PASSWORD_RESET,
     "/accounts/email/": VERIFICATION_RESEND_PAGE,
@@ -70,6 +82,12 @@ for _client in HEADLESS_CLIENTS:
     PROTECTED_PATHS |= {
         f"/_allauth/{_client}/v1/auth/login": SIGN_IN_HEADLESS,
         f"/_allauth/{_client}/v1/auth/2fa/authenticate": SIGN_IN_SECOND_FACTOR,
+        f"/_allauth/{_client}/v1/auth/2fa/reauthenticate": SIGN_IN_SECOND_FACTOR,
+        f"/_allauth/{_client}/v1/auth/reauthenticate": SIGN_IN_SECOND_FACTOR,
+        f"/_allauth/{_client}/v1/auth/webauthn/authenticate": SIGN_IN_SECOND_FACTOR,
+        f"/_allauth/{_client}/v1/auth/webauthn/reauthenticate": SIGN_IN_SECOND_FACTOR,
+        # Passkey sign-in names its account only in the signed assertion: the per-IP limit applies.
+        f"/_allauth/{_client}/v1/auth/webauthn/login": SIGN_IN_PASSKEY,
         f"/_allauth/{_client}/v1/auth/signup": SIGN_UP,
         f"/_allauth/{_client}/v1/auth/password/request": PASSWORD_RESET,
         f"/_allauth/{_client}/v1/auth/email/verify/resend": VERIFICATION_RESEND,
@@ -128,7 +146,21 @@ class SignInProtectionMiddleware:
                 return too_many_requests(
                     request, detail="Too many failed sign-in attempts. Retry later.", retry_after=retry_after
                 )
+        if flow.session_account:
+            retry_after = lockout_seconds_remaining_for_session(session=self.sign_in_session(request))
+            if retry_after:
+                return too_many_requests(
+                    request, detail="Too many failed sign-in attempts. Retry later.", retry_after=retry_after
+                )
         return self.get_response(request)
+
+    @staticmethod
+    def sign_in_session(request: HttpRequest) -> Any:
+        """The sign-in session of the request: an app's session token, or the browser's cookie."""
+        token = request.headers.get("X-Session-Token", "")
+        if token and request.path_info.startswith("/_allauth/app/"):
+            return session_store(token)
+        return getattr(request, "session", None)
 
     def ip_limit_retry_after(self, request: HttpRequest, flow: ProtectedFlow) -> int:
         """Count this request against its IP's budget; the seconds to wait when it is over, else 0."""

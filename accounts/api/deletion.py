@@ -20,7 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api.schema import error_response
+from accounts.api.permissions import step_up_required
+from accounts.api.schema import REAUTHENTICATION_REQUIRED_RESPONSE, error_response
 from accounts.models import DataExport, User
 from accounts.services.deletion import user_cancel_deletion, user_request_deletion
 from accounts.services.exports import (
@@ -104,7 +105,7 @@ DELETE_ME_SCHEMA = extend_schema(
     request=None,
     responses={
         202: DeletionRequestSerializer,
-        401: ErrorResponse401Serializer,
+        401: REAUTHENTICATION_REQUIRED_RESPONSE,
         403: FIRST_PARTY_ONLY_RESPONSE,
     },
     summary="Delete my account",
@@ -113,7 +114,8 @@ DELETE_ME_SCHEMA = extend_schema(
         "session and OAuth token). An e-mailed link undoes the deletion until `purge_after` "
         "(`ACCOUNT_DELETION_GRACE_DAYS`, 14 by default); app clients undo it with "
         "`POST /api/v1/users/deletion/undo/`. Then a daily job anonymises the account and erases its "
-        "personal data. Refused to third-party OAuth access tokens (403 `first_party_only`)."
+        "personal data. Refused to third-party OAuth access tokens (403 `first_party_only`), and "
+        "without a recent re-authentication (401 `reauthentication_required`)."
     ),
 )
 
@@ -121,6 +123,7 @@ DELETE_ME_SCHEMA = extend_schema(
 def delete_me(request: Request) -> Response:
     """DELETE /api/v1/users/me/ (an action of UserViewSet)."""
     first_party_caller_required(request)
+    step_up_required(request)
     deletion = user_request_deletion(user=cast(User, request.user))
     return Response(
         DeletionRequestSerializer({"purge_after": deletion.purge_after}).data, status=status.HTTP_202_ACCEPTED

@@ -35,3 +35,17 @@ def error_response(
         },
     )
     return OpenApiResponse(body, description=description or listed)
+
+
+REAUTHENTICATION_REQUIRED_RESPONSE = error_response(
+    "ReauthenticationRequired",
+    "not_authenticated",
+    "authentication_failed",
+    "token_not_valid",
+    "reauthentication_required",
+    description=(
+        "Not signed in, a bad token, or (`reauthentication_required`) a sensitive action without a "
+        "recent re-authentication: the `WWW-Authenticate` header carries RFC 9470's "
+        '`error="insufficient_user_authentication"` and `max_age`; re-authenticate and retry.'
+    ),
+)

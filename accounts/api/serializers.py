@@ -36,6 +36,8 @@ class StrictInputSerializer(serializers.Serializer[Any]):
         return super().to_internal_value(data)
 
 
+MFA_FACTOR_CHOICES = (("totp", "Authenticator app"), ("webauthn", "Security key or passkey"))
+
 # Every field any view of a user shows: writing one that is not writable is `read_only_field`.
 USER_FIELD_NAMES = frozenset(
     {
@@ -50,6 +52,8 @@ USER_FIELD_NAMES = frozenset(
         "is_staff",
         "is_superuser",
         "has_mfa",
+        "mfa_factors",
+        "mfa_required",
         "social_providers",
         "organizations",
         "deactivation_reason",
@@ -98,6 +102,15 @@ class MeSerializer(serializers.ModelSerializer[User]):
 
     email_verified = serializers.BooleanField(read_only=True)
     has_mfa = serializers.BooleanField(read_only=True)
+    mfa_factors = serializers.ListField(
+        source="mfa_factor_types",
+        child=serializers.ChoiceField(choices=MFA_FACTOR_CHOICES),
+        read_only=True,
+        help_text="Second factors set up (recovery codes only back them up).",
+    )
+    mfa_required = serializers.BooleanField(
+        source="requires_mfa", read_only=True, help_text="The account's role requires a second factor."
+    )
     roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices), read_only=True)
     organizations = MembershipSummarySerializer(source="memberships", many=True, read_only=True)
 
@@ -112,6 +125,8 @@ class MeSerializer(serializers.ModelSerializer[User]):
             "description",
             "roles",
             "has_mfa",
+            "mfa_factors",
+            "mfa_required",
             "organizations",
             "is_active",
             "last_login",
@@ -125,6 +140,12 @@ class StaffUserSerializer(serializers.ModelSerializer[User]):
 
     email_verified = serializers.BooleanField(read_only=True)
     has_mfa = serializers.BooleanField(read_only=True)
+    mfa_factors = serializers.ListField(
+        source="mfa_factor_types",
+        child=serializers.ChoiceField(choices=MFA_FACTOR_CHOICES),
+        read_only=True,
+        help_text="Second factors set up (recovery codes only back them up).",
+    )
     roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices), read_only=True)
     social_providers = serializers.SerializerMethodField()
 
@@ -141,6 +162,7 @@ class StaffUserSerializer(serializers.ModelSerializer[User]):
             "is_active",
             "deactivation_reason",
             "has_mfa",
+            "mfa_factors",
             "social_providers",
             "last_login",
             "created_at",
@@ -195,6 +217,15 @@ class SignOutEverywhereSerializer(serializers.Serializer[dict[str, Any]]):
 
 class LockDownSerializer(serializers.Serializer[dict[str, Any]]):
     user = StaffUserSerializer()
+    revoked = RevokedTokensSerializer()
+
+
+class MFAResetSerializer(serializers.Serializer[dict[str, Any]]):
+    user = StaffUserSerializer()
+    removed = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Authenticator types removed (`totp`, `recovery_codes`, `webauthn`).",
+    )
     revoked = RevokedTokensSerializer()
 
 

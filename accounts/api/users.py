@@ -20,12 +20,13 @@ from rest_framework.serializers import BaseSerializer, ModelSerializer
 
 from accounts.api.deletion import DELETE_ME_SCHEMA, delete_me
 from accounts.api.filters import UserFilter
-from accounts.api.permissions import PolicyPermission
-from accounts.api.schema import error_response
+from accounts.api.permissions import PolicyPermission, RecentReauthentication
+from accounts.api.schema import REAUTHENTICATION_REQUIRED_RESPONSE, error_response
 from accounts.api.serializers import (
     BlockedUserSerializer,
     LockDownSerializer,
     MeSerializer,
+    MFAResetSerializer,
     ReasonSerializer,
     SignOutEverywhereSerializer,
     StaffUserSerializer,
@@ -37,6 +38,7 @@ from accounts.models import User, UserBlock, UserQuerySet
 from accounts.policies import policy_allows
 from accounts.selectors import user_with_details, users_blocked_by, users_visible_to
 from accounts.services import user_update_profile
+from accounts.services.mfa import user_mfa_reset
 from accounts.services.moderation import (
     user_block,
     user_deactivate,
@@ -101,6 +103,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "send_password_reset": "accounts.send_password_reset",
         "resend_verification": "accounts.resend_verification",
         "verify_email": "accounts.verify_email",
+        "reset_mfa": "accounts.reset_mfa",
         "block": "accounts.block_user",
         "unblock": "accounts.block_user",
     }
@@ -170,11 +173,15 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         responses={
             200: StaffUserSerializer,
             400: error_response("UserRoles", "invalid_choice", "cannot_demote_self", validation=True),
+            401: REAUTHENTICATION_REQUIRED_RESPONSE,
         },
         summary="Set a user's roles (admins)",
-        description="Replaces the roles; `user` is always kept. Admins cannot remove their own `admin` role.",
+        description=(
+            "Replaces the roles; `user` is always kept. Admins cannot remove their own `admin` role. "
+            "Needs a recent re-authentication of the caller (401 `reauthentication_required`)."
+        ),
     )
-    @action(detail=True, methods=["put"])
+    @action(detail=True, methods=["put"], permission_classes=[PolicyPermission, RecentReauthentication])
     def roles(self, request: Request, pk: str | None = None) -> Response:
         user = self.get_object()
         serializer = UserRolesSerializer(data=request.data)
@@ -218,14 +225,21 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         responses={
             200: LockDownSerializer,
             400: error_response("UserLockDown", "cannot_target_self", "max_length", validation=True),
+            401: REAUTHENTICATION_REQUIRED_RESPONSE,
         },
         summary="Lock a user down",
         description=(
             "Deactivates the user and revokes every device session, browser session, JWT and OAuth "
-            "token, with one audit event, in one transaction."
+            "token, with one audit event, in one transaction. Needs a recent re-authentication of "
+            "the caller (401 `reauthentication_required`)."
         ),
     )
-    @action(detail=True, methods=["post"], url_path="lock-down")
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="lock-down",
+        permission_classes=[PolicyPermission, RecentReauthentication],
+    )
     def lock_down(self, request: Request, pk: str | None = None) -> Response:
         user = self.get_object()
         serializer = ReasonSerializer(data=request.data)
@@ -291,6 +305,32 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         user = self.get_object()
         user_mark_email_verified(user=user, actor=self._viewer())
         return self._staff_record(user)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: MFAResetSerializer,
+            400: error_response("MFAReset", "cannot_target_self", validation=True),
+            401: REAUTHENTICATION_REQUIRED_RESPONSE,
+        },
+        summary="Reset a user's second factors",
+        description=(
+            "For a user who lost their authenticator: removes every second factor (TOTP, recovery "
+            "codes, security keys) and signs them out everywhere. A user whose role requires MFA "
+            "sets one up again at their next sign-in. Needs a recent re-authentication of the caller."
+        ),
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="reset-mfa",
+        permission_classes=[PolicyPermission, RecentReauthentication],
+    )
+    def reset_mfa(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        result = user_mfa_reset(user=user, actor=self._viewer())
+        staff_record = StaffUserSerializer(user_with_details(user_id=user.pk)).data
+        return Response({"user": staff_record, "removed": result["removed"], "revoked": result["revoked"]})
 
     # --- blocking --------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The accounts app's models (docs/decisions/0001-user-model.md)."""
 
 from accounts.models.exports import DataExport
+from accounts.models.mfa import EmailCode
 from accounts.models.organizations import Invitation, Membership, Organization, OrganizationRole
 from accounts.models.sessions import AccountLockout, DeviceSession, DeviceSessionQuerySet
 from accounts.models.users import (
@@ -22,6 +23,7 @@ __all__ = [
     "DataExport",
     "DeviceSession",
     "DeviceSessionQuerySet",
+    "EmailCode",
     "Invitation",
     "Membership",
     "Organization",

@@ -51,6 +51,12 @@ class DeviceSession(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoke_reason = models.CharField(max_length=32, choices=RevokeReason.choices, blank=True)
+    auth_time = models.DateTimeField(
+        null=True, blank=True, help_text="When the user last proved who they are on this device."
+    )
+    amr = models.JSONField(
+        default=list, blank=True, help_text="How they did (RFC 8176 methods: pwd, otp, hwk, ...)."
+    )
 
     objects = DeviceSessionQuerySet.as_manager()
 

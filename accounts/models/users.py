@@ -281,13 +281,30 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     @property
     def mfa_factor_types(self) -> list[str]:
-        """The user's second factors (`totp`, `webauthn`), sorted; recovery codes only back them up."""
+        """The user's second factors (`totp`, `webauthn`), sorted; recovery codes only back them up.
+
+        One query unless `for_staff_list` prefetched them or the cached copy of the user knew them.
+        """
+        known: list[str] | None = getattr(self, "_mfa_factor_types", None)
+        if known is not None:
+            return known
         prefetched = getattr(self, MFA_AUTHENTICATORS, None)
         if prefetched is None:
             from allauth.mfa.models import Authenticator
 
             prefetched = list(Authenticator.objects.filter(user_id=self.pk, type__in=MFA_FACTOR_TYPES))
         return sorted({authenticator.type for authenticator in prefetched})
+
+    @property
+    def requires_mfa(self) -> bool:
+        """The user's roles (or staff flag) oblige them to have a second factor."""
+        from accounts.selectors_mfa import user_requires_mfa
+
+        return user_requires_mfa(self)
+
+    def mfa_factor_types_known(self, types: list[str]) -> None:
+        """Tell this object its second factors (from the cache), sparing `mfa_factor_types` a query."""
+        self._mfa_factor_types = sorted(types)
 
     @property
     def has_mfa(self) -> bool:

@@ -24,6 +24,7 @@ from ua_parser import parse as ua_parse
 from accounts.emails import email_new_device_notice
 from accounts.exceptions import DeviceNotFound, RefreshTokenRejected
 from accounts.models import DeviceSession, User
+from accounts.selectors_mfa import amr_of, auth_time_of, authentication_records
 from accounts.tokens import REVOKED, SESSION_CLAIM, TokenPair, device_session_mark, token_pair_issue
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -144,10 +145,36 @@ def device_label(user_agent: str) -> str:
 
 @transaction.atomic
 def device_session_start(
-    *, user: User, user_agent: str, ip_address: str | None, session_key: str = ""
+    *,
+    user: User,
+    user_agent: str,
+    ip_address: str | None,
+    session_key: str = "",
+    authentication: list[dict[str, Any]] | None = None,
 ) -> tuple[DeviceSession, TokenPair]:
-    """Open a device session for a fully signed-in API client and issue its first token pair."""
+    """Open a device session for a fully signed-in API client and issue its first token pair.
+
+    `authentication` is allauth's record of the sign-in's steps; its tokens carry when and how
+    (`auth_time`, `amr`).
+
+    One sign-in session opens one device session: asked again for the same `session_key` (allauth
+    builds a response, and so a token pair, both in `post_login` and once more when a sign-in
+    completes a stage such as the second factor), it issues a new pair for the device session
+    already open, whose earlier refresh token then stops working.
+    """
     now = timezone.now()
+    records = authentication or []
+    if session_key:
+        existing = (
+            DeviceSession.objects.select_for_update()
+            .filter(user=user, session_key=session_key, revoked_at__isnull=True, expires_at__gt=now)
+            .first()
+        )
+        if existing is not None:
+            existing.refresh_jti = uuid.uuid4().hex
+            existing.last_used_at = now
+            existing.save(update_fields=["refresh_jti", "last_used_at"])
+            return existing, token_pair_issue(session=existing)
     session = DeviceSession(
         user=user,
         label=device_label(user_agent),
@@ -157,6 +184,8 @@ def device_session_start(
         refresh_jti=uuid.uuid4().hex,
         last_used_at=now,
         expires_at=now + jwt_settings.REFRESH_TOKEN_LIFETIME,
+        auth_time=auth_time_of(records) or now,
+        amr=amr_of(records),
     )
     session.full_clean()
     session.save()
@@ -194,7 +223,17 @@ def device_session_refresh(*, refresh_token: str) -> TokenPair:
         if jti == session.refresh_jti:
             session.previous_refresh_jti, session.refresh_jti = jti, uuid.uuid4().hex
             session.rotated_at = session.last_used_at = now
-            session.save(update_fields=["previous_refresh_jti", "refresh_jti", "rotated_at", "last_used_at"])
+            _device_session_follow_reauthentication(session)
+            session.save(
+                update_fields=[
+                    "previous_refresh_jti",
+                    "refresh_jti",
+                    "rotated_at",
+                    "last_used_at",
+                    "auth_time",
+                    "amr",
+                ]
+            )
             return token_pair_issue(session=session)
         raced = (
             jti == session.previous_refresh_jti
@@ -217,6 +256,17 @@ def device_session_refresh(*, refresh_token: str) -> TokenPair:
     raise RefreshTokenRejected(
         "This refresh token was already used; the session is revoked.", code="token_reused"
     )
+
+
+def _device_session_follow_reauthentication(session: DeviceSession) -> None:
+    """A re-authentication on the device's sign-in session shows in its next tokens' auth_time/amr."""
+    if not session.session_key:
+        return
+    records = authentication_records(session_store(session.session_key), user_id=session.user_id)
+    auth_time = auth_time_of(records)
+    if auth_time is not None and (session.auth_time is None or auth_time > session.auth_time):
+        session.auth_time = auth_time
+        session.amr = sorted(set(session.amr or []) | set(amr_of(records)))
 
 
 @transaction.atomic

@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 from accounts.models import DeviceSession, Membership, Organization, User, UserBlock
 from accounts.services import device_session_start
 from accounts.services.moderation import user_block, user_set_roles
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, mark_reauthenticated, totp_enrol
 from audit.models import AuditEvent
 from oauth_provider.models import Application
 
@@ -63,6 +63,14 @@ def admin_client(admin: User) -> APIClient:
     return client_for(admin)
 
 
+@pytest.fixture
+def reauthenticated_admin_client(admin: User) -> APIClient:
+    """An admin who just re-authenticated: sensitive actions need it (step-up, 0012)."""
+    client = client_for(admin)
+    mark_reauthenticated(client)
+    return client
+
+
 def last_event(action: str) -> AuditEvent:
     return AuditEvent.objects.filter(action=action).order_by("-id").first()  # type: ignore[return-value]
 
@@ -74,7 +82,7 @@ def test_me_returns_the_callers_record_with_roles_and_organizations(user: User) 
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
     organization = Organization.objects.create(name="Acme", slug="acme")
     Membership.objects.create(organization=organization, user=user, role="admin")
-    Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={})
+    totp_enrol(user)
 
     response = client_for(user).get("/api/v1/users/me/")
 
@@ -88,6 +96,8 @@ def test_me_returns_the_callers_record_with_roles_and_organizations(user: User) 
         "description": "",
         "roles": ["user"],
         "has_mfa": True,
+        "mfa_factors": ["totp"],
+        "mfa_required": False,
         "organizations": [{"id": str(organization.id), "name": "Acme", "slug": "acme", "role": "admin"}],
         "is_active": True,
         "last_login": None,
@@ -325,6 +335,7 @@ def test_staff_list_shows_the_staff_record(admin_client: APIClient, admin: User)
             "is_active": True,
             "deactivation_reason": "",
             "has_mfa": False,
+            "mfa_factors": [],
             "social_providers": ["github", "google"],
             "last_login": None,
             "created_at": iso(user.created_at),
@@ -577,9 +588,9 @@ def test_lock_down_revokes_every_session_and_token_in_one_audited_step() -> None
         user=target, application=application, token="opaque-r", access_token=access
     )
 
-    response = client_for(admin).post(
-        f"/api/v1/users/{target.pk}/lock-down/", {"reason": "Compromised."}, format="json"
-    )
+    staff = client_for(admin)
+    mark_reauthenticated(staff)
+    response = staff.post(f"/api/v1/users/{target.pk}/lock-down/", {"reason": "Compromised."}, format="json")
 
     assert response.status_code == 200
     assert response.json()["user"]["is_active"] is False
@@ -615,9 +626,11 @@ def test_sign_out_everywhere_keeps_the_user_active() -> None:
     assert last_event("accounts.user.signed_out_everywhere").actor_id == str(moderator.pk)
 
 
-def test_staff_cannot_deactivate_or_lock_down_themselves(admin_client: APIClient, admin: User) -> None:
+def test_staff_cannot_deactivate_or_lock_down_themselves(
+    reauthenticated_admin_client: APIClient, admin: User
+) -> None:
     for path in ("deactivate", "lock-down"):
-        response = admin_client.post(f"/api/v1/users/{admin.pk}/{path}/", {}, format="json")
+        response = reauthenticated_admin_client.post(f"/api/v1/users/{admin.pk}/{path}/", {}, format="json")
         assert response.status_code == 400
         assert response.json()["errors"][0]["code"] == "cannot_target_self"
     admin.refresh_from_db()
@@ -685,7 +698,8 @@ def test_a_user_without_an_address_gets_a_clear_error(admin_client: APIClient) -
     assert response.json()["errors"][0]["code"] == "no_email_address"
 
 
-def test_admins_set_roles_and_the_staff_flags_follow(admin_client: APIClient) -> None:
+def test_admins_set_roles_and_the_staff_flags_follow(reauthenticated_admin_client: APIClient) -> None:
+    admin_client = reauthenticated_admin_client
     target = verified_user()
 
     response = admin_client.put(f"/api/v1/users/{target.pk}/roles/", {"roles": ["moderator"]}, format="json")
@@ -702,7 +716,10 @@ def test_admins_set_roles_and_the_staff_flags_follow(admin_client: APIClient) ->
     assert target.is_staff is False
 
 
-def test_roles_refuse_unknown_roles_and_self_demotion(admin_client: APIClient, admin: User) -> None:
+def test_roles_refuse_unknown_roles_and_self_demotion(
+    reauthenticated_admin_client: APIClient, admin: User
+) -> None:
+    admin_client = reauthenticated_admin_client
     target = verified_user()
 
     response = admin_client.put(f"/api/v1/users/{target.pk}/roles/", {"roles": ["emperor"]}, format="json")
@@ -790,9 +807,24 @@ def test_the_schema_documents_the_users_resource(api_client: APIClient) -> None:
     assert set(paths["/api/v1/users/{id}/"]) == {"get", "patch"}
     assert set(paths["/api/v1/users/me/"]) == {"get", "patch", "delete"}
     assert set(paths["/api/v1/users/{id}/block/"]) == {"post", "delete"}
-    for action in ("deactivate", "reactivate", "lock-down", "sign-out-everywhere", "send-password-reset"):
+    for action in (
+        "deactivate",
+        "reactivate",
+        "lock-down",
+        "sign-out-everywhere",
+        "send-password-reset",
+        "reset-mfa",
+    ):
         assert set(paths[f"/api/v1/users/{{id}}/{action}/"]) == {"post"}
     assert set(paths["/api/v1/users/{id}/roles/"]) == {"put"}
+    # The sensitive actions document the step-up refusal.
+    for path, method in (
+        ("/api/v1/users/{id}/roles/", "put"),
+        ("/api/v1/users/{id}/lock-down/", "post"),
+        ("/api/v1/users/{id}/reset-mfa/", "post"),
+        ("/api/v1/users/me/", "delete"),
+    ):
+        assert "reauthentication_required" in str(paths[path][method]["responses"]["401"]), path
     parameters = {parameter["name"] for parameter in paths["/api/v1/users/"]["get"]["parameters"]}
     assert {
         "search",

@@ -95,6 +95,21 @@ def test_change_of_address_takes_effect_only_once_the_new_one_is_verified(
         == 200
     )
 
+    # Changing the address is a sensitive action: allauth asks for the password again first.
+    refused = client.post(
+        "/_allauth/browser/v1/account/email", {"email": "new@example.com"}, content_type="application/json"
+    )
+    assert refused.status_code == 401
+    assert [flow["id"] for flow in refused.json()["data"]["flows"]] == ["reauthenticate"]
+    assert mail.outbox == []
+    assert list(EmailAddress.objects.filter(user=user).values_list("email", flat=True)) == ["old@example.com"]
+    reauthenticated = client.post(
+        "/_allauth/browser/v1/auth/reauthenticate",
+        {"password": "correct-horse-battery-staple"},
+        content_type="application/json",
+    )
+    assert reauthenticated.status_code == 200
+
     with django_capture_on_commit_callbacks(execute=True):
         added = client.post(
             "/_allauth/browser/v1/account/email",

@@ -83,10 +83,18 @@ def app_login(user: User, password: str = DEFAULT_PASSWORD) -> Any:
 
 
 def sign_in(user: User) -> dict[str, Any]:
-    """Sign in as an app client; the JWT pair and allauth's session token."""
+    """Sign in as an app client and confirm the password again, as deleting the account asks
+    (step-up, docs/decisions/0012-mfa-and-step-up.md); the JWT pair and allauth's session token."""
     response = app_login(user)
     assert response.status_code == 200, response.content
     meta: dict[str, Any] = response.json()["meta"]
+    reauthenticated = Client().post(
+        f"{APP}/auth/reauthenticate",
+        {"password": DEFAULT_PASSWORD},
+        content_type="application/json",
+        headers={"User-Agent": USER_AGENT, "X-Session-Token": meta["session_token"]},
+    )
+    assert reauthenticated.status_code == 200, reauthenticated.content
     return meta
 
 
@@ -301,6 +309,8 @@ def test_delete_me_ends_every_browser_session() -> None:
     browser = browser_sign_in(user)
     other_browser = browser_sign_in(user)
     assert UserSession.objects.filter(user=user).count() == 2
+    # Deleting the account asks for the password again (step-up).
+    assert browser.post("/accounts/reauthenticate/", {"password": DEFAULT_PASSWORD}).status_code == 302
 
     response = browser.delete("/api/v1/users/me/")
 
@@ -773,7 +783,6 @@ def organization(name: str, *members: tuple[User, str]) -> Organization:
 def test_purge_anonymises_the_account_and_deletes_its_personal_data(media_root: Path) -> None:
     user = verified_user(description="Likes long walks")
     EmailAddress.objects.create(user=user, email="second@example.com", primary=False, verified=True)
-    user_set_roles(user=user, roles=["moderator", "tester"])
     social_app = SocialApp.objects.create(provider="github", name="GitHub", client_id="id", secret="s")
     social = SocialAccount.objects.create(
         user=user, provider="github", uid="4242", extra_data={"login": "ada"}
@@ -823,8 +832,10 @@ def test_purge_anonymises_the_account_and_deletes_its_personal_data(media_root: 
     browser_sign_in(user)
     old_username, old_email = user.username, user.email
     request_deletion(user)
-    # Set up after the sign-ins above, which a second factor would stop, and after the deletion
-    # request, which voids authorization codes (a code issued in a race with it).
+    # Set up after the sign-ins above, which a second factor would stop (and staff roles, which
+    # require one before the API serves them), and after the deletion request, which voids
+    # authorization codes (a code issued in a race with it).
+    user_set_roles(user=user, roles=["moderator", "tester"])
     oauth_code(user, application, "grant-code")
     Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={"secret": "JBSWY3DP"})
     UserSession.objects.create(user=user, session_key="stale", ip="127.0.0.1", user_agent="x")

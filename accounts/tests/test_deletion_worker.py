@@ -126,12 +126,20 @@ def test_deletion_grace_undo_purge_and_export_with_a_real_worker(worker: tuple[C
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
 
     def sign_in() -> APIClient:
+        """Sign in, and confirm the password again: deleting the account asks for it (step-up)."""
         response = Client().post(
             "/_allauth/app/v1/auth/login",
             {"username": user.username, "password": DEFAULT_PASSWORD},
             content_type="application/json",
         )
         assert response.status_code == 200, response.content
+        reauthenticated = Client().post(
+            "/_allauth/app/v1/auth/reauthenticate",
+            {"password": DEFAULT_PASSWORD},
+            content_type="application/json",
+            headers={"X-Session-Token": response.json()["meta"]["session_token"]},
+        )
+        assert reauthenticated.status_code == 200, reauthenticated.content
         api = APIClient()
         api.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['meta']['access_token']}")
         return api

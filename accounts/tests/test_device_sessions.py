@@ -128,11 +128,14 @@ def test_revocation_needs_no_database_query_per_request(
 
     api = APIClient()
     with django_assert_num_queries(0):
-        response = api.get(
-            "/api/v1/sessions/does-not-matter/", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}"
+        response = api.put(
+            "/api/v1/users/me/", {}, format="json", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}"
         )
-        # an authenticated 404 from the router: authentication itself touched no table
-    assert response.status_code == 404
+        # authenticated, then the 405 of a method `me` does not offer: authentication touched no
+        # table (a path no view serves would be the router's 404, before any authentication)
+    assert response.status_code == 405
+    forged = api.put("/api/v1/users/me/", {}, format="json", HTTP_AUTHORIZATION="Bearer not.a.token")
+    assert forged.status_code == 401  # the same request does authenticate
 
 
 def test_revocation_falls_back_to_the_database_when_the_cache_is_down(

@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
+from allauth.mfa.models import Authenticator
 from rest_framework.test import APIClient
 
 from accounts.models import Role, User
 from accounts.policies import policy_allows
 from accounts.services.moderation import user_block, user_set_roles
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import UserFactory, mark_reauthenticated, totp_enrol
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +33,7 @@ ACTIONS: dict[str, tuple[str, str, dict[str, Any] | None, int]] = {
     "send_password_reset": ("post", "send-password-reset/", None, 202),
     "resend_verification": ("post", "resend-verification/", None, 202),
     "verify_email": ("post", "verify-email/", None, 200),
+    "reset_mfa": ("post", "reset-mfa/", None, 200),
     "block": ("post", "block/", None, 204),
 }
 STAFF_ACTIONS = {
@@ -42,7 +44,10 @@ STAFF_ACTIONS = {
     "send_password_reset",
     "resend_verification",
     "verify_email",
+    "reset_mfa",
 }
+# Sensitive actions: they also need a recent re-authentication of the caller (step-up, 0012).
+STEP_UP_ACTIONS = {"roles", "lock_down", "reset_mfa"}
 
 
 def expected_status(actor_role: str, target: str, action: str) -> int:
@@ -54,7 +59,7 @@ def expected_status(actor_role: str, target: str, action: str) -> int:
     if action == "block":
         return 400 if is_self else allowed  # block_self
     if actor_role == "admin":
-        if is_self and action in {"deactivate", "lock_down"}:
+        if is_self and action in {"deactivate", "lock_down", "reset_mfa"}:
             return 400  # cannot_target_self
         return allowed
     if action == "update" and is_self:
@@ -83,8 +88,16 @@ MATRIX = [
 ]
 
 
-@pytest.mark.parametrize(("actor_role", "target", "action"), MATRIX)
-def test_policy_matrix_over_http(actor_role: str, target: str, action: str) -> None:
+def expected_status_without_step_up(actor_role: str, target: str, action: str) -> int:
+    """A caller who did not re-authenticate: the same refusals, and 401 where they could act."""
+    expected = expected_status(actor_role, target, action)
+    if action in STEP_UP_ACTIONS and expected not in (403, 404):
+        return 401  # before the service's own checks (cannot_target_self) are reached
+    return expected
+
+
+def call_action(client: APIClient, actor_role: str, target: str, action: str) -> dict[str, Any]:
+    """Make the actor and target, call the action; what the matrix tests check."""
     actor = make_user(actor_role)
     target_user = actor if target == "self" else make_user("user" if target == "plain" else target)
     if action == "reactivate" and target != "self":
@@ -92,26 +105,68 @@ def test_policy_matrix_over_http(actor_role: str, target: str, action: str) -> N
     method, suffix, body, _ = ACTIONS[action]
     if body is not None and body.get("roles") == ["__current__", "tester"]:
         body = {"roles": [*target_user.roles, "tester"]}
-    before = User.objects.values().get(pk=target_user.pk)
+    if action == "reset_mfa":
+        totp_enrol(target_user)
+
+    def state() -> tuple[dict[str, Any], list[str]]:
+        factors = Authenticator.objects.filter(user=target_user).values_list("type", flat=True)
+        return User.objects.values().get(pk=target_user.pk), sorted(factors)
+
+    before = state()
     events_before = AuditEvent.objects.count()
-    client = APIClient()
     client.force_authenticate(actor)
 
     response = getattr(client, method)(f"/api/v1/users/{target_user.pk}/{suffix}", body, format="json")
 
+    return {
+        "response": response,
+        "changed": state() != before,
+        "new_events": AuditEvent.objects.count() - events_before,
+    }
+
+
+def assert_refused_without_change(outcome: dict[str, Any], codes: set[str]) -> None:
+    body_json = outcome["response"].json()
+    assert body_json["type"] in {"client_error", "validation_error"}
+    assert body_json["errors"][0]["code"] in codes
+    assert outcome["changed"] is False
+    assert outcome["new_events"] == 0
+
+
+@pytest.mark.parametrize(("actor_role", "target", "action"), MATRIX)
+def test_policy_matrix_over_http(actor_role: str, target: str, action: str) -> None:
+    client = APIClient()
+    mark_reauthenticated(client)  # the step-up is tested on its own below
+
+    outcome = call_action(client, actor_role, target, action)
+
     expected = expected_status(actor_role, target, action)
-    assert response.status_code == expected, response.content
+    assert outcome["response"].status_code == expected, outcome["response"].content
     if expected >= 400:
-        body_json = response.json()
-        assert body_json["type"] in {"client_error", "validation_error"}
-        assert body_json["errors"][0]["code"] in {
-            "permission_denied",
-            "not_found",
-            "cannot_target_self",
-            "block_self",
-        }
-        assert User.objects.values().get(pk=target_user.pk) == before
-        assert AuditEvent.objects.count() == events_before
+        assert_refused_without_change(
+            outcome, {"permission_denied", "not_found", "cannot_target_self", "block_self"}
+        )
+
+
+STEP_UP_MATRIX = [
+    (actor_role, target, action) for actor_role, target, action in MATRIX if action in STEP_UP_ACTIONS
+]
+
+
+@pytest.mark.parametrize(("actor_role", "target", "action"), STEP_UP_MATRIX)
+def test_policy_matrix_without_a_reauthentication(actor_role: str, target: str, action: str) -> None:
+    outcome = call_action(APIClient(), actor_role, target, action)
+
+    expected = expected_status_without_step_up(actor_role, target, action)
+    response = outcome["response"]
+    assert response.status_code == expected, response.content
+    if expected == 401:
+        assert response.json()["errors"][0]["code"] == "reauthentication_required"
+        assert response["WWW-Authenticate"] == (
+            'Bearer error="insufficient_user_authentication", '
+            'error_description="A more recent authentication is required", max_age="600"'
+        )
+    assert_refused_without_change(outcome, {"permission_denied", "not_found", "reauthentication_required"})
 
 
 @pytest.mark.parametrize("actor_role", ACTOR_ROLES)

@@ -1,0 +1,119 @@
+"""allauth's headless MFA endpoints with our code check, and the e-mailed fallback code.
+
+allauth's headless views build their inputs from allauth's forms directly (MFA_FORMS only reaches
+its browser pages), so these subclasses swap in accounts.forms_mfa and are routed ahead of
+allauth's own URLs in config/urls.py, at the same paths.
+"""
+
+from __future__ import annotations
+
+import math
+from http import HTTPStatus
+from typing import Any
+
+from allauth.headless.base.views import AuthenticationStageAPIView
+from allauth.headless.internal.restkit import inputs
+from allauth.headless.internal.restkit.response import APIResponse, ErrorResponse
+from allauth.headless.mfa.views import (
+    AuthenticateView,
+    AuthenticateWebAuthnView,
+    LoginWebAuthnView,
+    ManageTOTPView,
+    ReauthenticateView,
+    ReauthenticateWebAuthnView,
+)
+from allauth.mfa.stages import AuthenticateStage
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from rest_framework.exceptions import Throttled
+
+from accounts.forms_mfa import (
+    MFAActivateTOTPForm,
+    MFAAuthenticateForm,
+    MFAAuthenticateWebAuthnForm,
+    MFALoginWebAuthnForm,
+    MFAReauthenticateForm,
+    MFAReauthenticateWebAuthnForm,
+)
+from accounts.services.mfa import email_code_send
+
+
+class MFAAuthenticateInput(MFAAuthenticateForm, inputs.Input):
+    pass
+
+
+class MFAReauthenticateInput(MFAReauthenticateForm, inputs.Input):
+    pass
+
+
+class MFAAuthenticateWebAuthnInput(MFAAuthenticateWebAuthnForm, inputs.Input):
+    pass
+
+
+class MFAReauthenticateWebAuthnInput(MFAReauthenticateWebAuthnForm, inputs.Input):
+    pass
+
+
+class MFAActivateTOTPInput(MFAActivateTOTPForm, inputs.Input):
+    pass
+
+
+class MFALoginWebAuthnInput(MFALoginWebAuthnForm, inputs.Input):
+    pass
+
+
+class MFAAuthenticateAPIView(AuthenticateView):
+    input_class = MFAAuthenticateInput
+
+
+class MFAReauthenticateAPIView(ReauthenticateView):
+    input_class = MFAReauthenticateInput
+
+
+class MFAAuthenticateWebAuthnAPIView(AuthenticateWebAuthnView):
+    input_class = {"POST": MFAAuthenticateWebAuthnInput}
+
+
+class MFAReauthenticateWebAuthnAPIView(ReauthenticateWebAuthnView):
+    input_class = {"POST": MFAReauthenticateWebAuthnInput}
+
+
+class MFALoginWebAuthnAPIView(LoginWebAuthnView):
+    input_class = {"POST": MFALoginWebAuthnInput}
+
+
+class MFAManageTOTPAPIView(ManageTOTPView):
+    input_class = {"POST": MFAActivateTOTPInput}
+
+
+class EmailCodeRequestAPIView(AuthenticationStageAPIView):
+    """`POST …/auth/2fa/email-code`: e-mail a code that the `2fa/authenticate` step then accepts.
+
+    Only while a sign-in waits for its second factor (else 401, as allauth answers for its other
+    stage endpoints); 400 `email_code_unavailable` for accounts that may not use e-mail codes;
+    429 with Retry-After past the allowance.
+    """
+
+    stage_class = AuthenticateStage
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            email_code = email_code_send(user=self.stage.login.user)
+        except ValidationError as error:
+            return ErrorResponse(request, exception=error)
+        except Throttled as error:
+            # The project's 429 everywhere: code `throttled`, and whole seconds rounded up.
+            response = ErrorResponse(
+                request,
+                status=HTTPStatus.TOO_MANY_REQUESTS,
+                exception=ValidationError(str(error.detail), code="throttled"),
+            )
+            response["Retry-After"] = str(max(math.ceil(getattr(error, "wait", None) or 1), 1))
+            return response
+        return APIResponse(request, data={"sent_to": _masked(email_code.sent_to)}, status=HTTPStatus.OK)
+
+
+def _masked(address: str) -> str:
+    """`a•••@example.com`: enough for the user to recognise, not enough to harvest."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}•••@{domain}"
