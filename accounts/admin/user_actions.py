@@ -3,7 +3,12 @@
 Each action runs the service once per selected user the caller may act on (its own transaction),
 and reports per outcome through `messages`: done, refused by the policy, refused by the service
 (its `ValidationError` message), or already so. Deactivation and lock-down first show a
-confirmation page that asks for the reason.
+confirmation page that asks for the reason; resetting MFA one that asks to confirm.
+
+Lock-down and MFA reset are step-up actions (docs/decisions/0012-mfa-and-step-up.md): they need the
+staff member to have re-authenticated (password or second factor asked again) within
+ACCOUNT_REAUTHENTICATION_TIMEOUT. Without that, nothing runs: they are sent to allauth's
+re-authentication page, which brings them back to where they were.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from allauth.mfa.models import Authenticator
+from django import forms
 from django.contrib import messages
 from django.contrib.admin import helpers
+from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from accounts.forms import UserActionReasonForm
 from accounts.models import User
 from accounts.policies import policy_allows
+from accounts.selectors_mfa import authentication_records, reauthenticated_recently
+from accounts.services.mfa import user_mfa_reset
 from accounts.services.moderation import (
     user_deactivate,
     user_lock_down,
@@ -51,7 +62,12 @@ class UserAction:
     done: str  # "Deactivated {users}."
     run: Callable[[User, User, str], object]  # (target, actor, reason)
     needs_reason: bool = False
-    warning: str = ""  # on the confirmation page of an action that needs a reason
+    # A confirmation page without a reason (an action hard to undo that the service takes no
+    # reason for); `needs_reason` implies one.
+    needs_confirmation: bool = False
+    warning: str = ""  # on the confirmation page
+    # Step-up: the staff member must have re-authenticated recently (`step_up_missing`).
+    needs_step_up: bool = False
     # Users already in the state the action leads to: left alone, and reported as such.
     already: Callable[[User], bool] | None = None
     already_done: str = ""
@@ -81,6 +97,7 @@ LOCK_DOWN = UserAction(
     needs_reason=True,
     warning="They are deactivated, and every device session, browser session, JWT and OAuth token "
     "they hold ends now.",
+    needs_step_up=True,
 )
 REACTIVATE = UserAction(
     name="reactivate_users",
@@ -129,6 +146,22 @@ MARK_EMAIL_VERIFIED = UserAction(
     done="Verified the e-mail address of {users}.",
     run=lambda user, actor, reason: user_mark_email_verified(user=user, actor=actor),
 )
+RESET_MFA = UserAction(
+    name="reset_mfa",
+    permission="accounts.reset_mfa",
+    description="Reset MFA of selected users (remove every second factor, sign them out)…",
+    label="Reset MFA…",
+    verb="reset the MFA of",
+    done="Reset the MFA of {users}.",
+    run=lambda user, actor, reason: user_mfa_reset(user=user, actor=actor),
+    needs_confirmation=True,
+    warning="Every second factor they have (authenticator apps, security keys and passkeys, recovery "
+    "codes) is removed, and they are signed out everywhere. Users whose role requires a second factor "
+    "must set up a new one at their next sign-in. Do this only once you know it is really them.",
+    needs_step_up=True,
+    already=lambda user: not Authenticator.objects.filter(user=user).exists(),
+    already_done="no second factor to reset",
+)
 USER_ACTIONS = (
     DEACTIVATE,
     LOCK_DOWN,
@@ -137,7 +170,27 @@ USER_ACTIONS = (
     SEND_PASSWORD_RESET,
     RESEND_VERIFICATION,
     MARK_EMAIL_VERIFIED,
+    RESET_MFA,
 )
+STEP_UP_MESSAGE = (
+    "{what} needs you to confirm who you are again. Nothing changed yet: re-authenticate, then {retry}."
+)
+
+
+def step_up_missing(request: HttpRequest) -> bool:
+    """The staff member has not re-authenticated within ACCOUNT_REAUTHENTICATION_TIMEOUT.
+
+    A recent sign-in is not enough (a stolen session is as fresh as a real one): allauth's rule,
+    read from the records allauth keeps in the session.
+    """
+    return not reauthenticated_recently(authentication_records(request.session))
+
+
+def step_up_redirect(request: HttpRequest, *, what: str, retry: str, back_to: str) -> HttpResponseRedirect:
+    """Send the staff member to allauth's re-authentication page, to come back to `back_to`."""
+    messages.warning(request, STEP_UP_MESSAGE.format(what=what, retry=retry))
+    url = reverse("account_reauthenticate")
+    return HttpResponseRedirect(f"{url}?{urlencode({REDIRECT_FIELD_NAME: back_to})}")
 
 
 def users_named(users: Iterable[User]) -> str:
@@ -184,12 +237,20 @@ def user_action_run(
         )
     if not allowed:
         return _done(request)
+    if action.needs_step_up and step_up_missing(request):
+        return step_up_redirect(
+            request,
+            what=action.description.rstrip("…"),
+            retry="choose the action again",
+            back_to=return_url(request) or request.get_full_path(),
+        )
     reason = ""
-    if action.needs_reason:
-        form = UserActionReasonForm(request.POST if "post" in request.POST else None)
+    if action.needs_reason or action.needs_confirmation:
+        form_class = UserActionReasonForm if action.needs_reason else forms.Form
+        form = form_class(request.POST if "post" in request.POST else None)
         if not form.is_valid():
             return _confirmation_page(model_admin, request, action, allowed, refused, form)
-        reason = form.cleaned_data["reason"]
+        reason = form.cleaned_data.get("reason", "")
     _run_and_report(model_admin, request, action, allowed, actor, reason)
     return _done(request)
 
@@ -229,7 +290,7 @@ def _confirmation_page(
     action: UserAction,
     users: list[User],
     refused: list[User],
-    form: UserActionReasonForm,
+    form: forms.Form,
 ) -> TemplateResponse:
     request.current_app = model_admin.admin_site.name
     context = {

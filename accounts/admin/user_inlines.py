@@ -65,15 +65,27 @@ class SocialAccountInline(UserRecordInline):
     linked_view_permission = "socialaccount.view_socialaccount"
 
 
+# How staff read a factor type (allauth's own labels say "TOTP Authenticator" and "WebAuthn").
+FACTOR_LABELS: dict[str, str] = {
+    Authenticator.Type.TOTP: "authenticator app (TOTP)",
+    Authenticator.Type.WEBAUTHN: "passkey or security key",
+    Authenticator.Type.RECOVERY_CODES: "recovery codes",
+}
+
+
 class AuthenticatorInline(UserRecordInline):
     """The second factors; never their data (TOTP secrets, recovery code seeds, passkeys), so no link
     to allauth's admin, which shows it."""
 
     model = Authenticator
-    fields = readonly_fields = ("type", "created_at", "last_used_at")
+    fields = readonly_fields = ("factor", "created_at", "last_used_at")
     ordering = ("type", "created_at")
     verbose_name = "second factor"
     verbose_name_plural = "second factors (MFA)"
+
+    @admin.display(description="factor", ordering="type")
+    def factor(self, authenticator: Authenticator) -> str:
+        return FACTOR_LABELS.get(authenticator.type, authenticator.type)
 
 
 class DeviceSessionInline(UserRecordInline):

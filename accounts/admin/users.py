@@ -4,8 +4,12 @@ The admin asks the policies of accounts/policies.py with the user at hand, exact
 a moderator opens every user but changes only plain users, and only admins assign roles, add or
 delete users. Every change goes through the services the API calls: the change form through
 `user_update_profile` and `user_set_roles`, the add form through `user_create`, and the actions
-(accounts/admin/user_actions.py) through the moderation services. The list filters and the search
-are the `UserQuerySet` methods the staff API filters with.
+(accounts/admin/user_actions.py) through the moderation and MFA services. The list filters and the
+search are the `UserQuerySet` methods the staff API filters with.
+
+Role changes, lock-down and MFA reset are step-up actions: the staff member must have
+re-authenticated recently, or nothing changes and they are sent to re-authenticate first
+(docs/decisions/0012-mfa-and-step-up.md).
 """
 
 from __future__ import annotations
@@ -29,9 +33,12 @@ from accounts.admin.user_actions import (
     MARK_EMAIL_VERIFIED,
     REACTIVATE,
     RESEND_VERIFICATION,
+    RESET_MFA,
     SEND_PASSWORD_RESET,
     SIGN_OUT_EVERYWHERE,
     USER_ACTIONS,
+    step_up_missing,
+    step_up_redirect,
     user_action_run,
 )
 from accounts.admin.user_filters import (
@@ -42,7 +49,7 @@ from accounts.admin.user_filters import (
     RoleFilter,
     SocialProviderFilter,
 )
-from accounts.admin.user_inlines import USER_INLINES, inline_show_change_link
+from accounts.admin.user_inlines import FACTOR_LABELS, USER_INLINES, inline_show_change_link
 from accounts.forms import UserChangeForm, UserCreationForm
 from accounts.models import User, UserQuerySet
 from accounts.models.users import MFA_FACTOR_TYPES
@@ -56,6 +63,10 @@ from audit.admin_changes import AuditedModelAdminMixin
 SET_PASSWORD_PAGE = "auth_user_password_change"  # noqa: S105 (a URL name)
 
 
+class StepUpRequired(Exception):
+    """The change form changes roles, and the staff member has not re-authenticated recently."""
+
+
 class _UserChangesThroughServices(DjangoUserAdmin):
     """Save the change form through the services.
 
@@ -66,10 +77,13 @@ class _UserChangesThroughServices(DjangoUserAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         actor = cast(User, request.user)
+        roles_changed = "roles" in form.fields and "roles" in form.changed_data
+        if roles_changed and step_up_missing(request):
+            raise StepUpRequired  # before any write: the whole save is refused
         profile = {field: form.cleaned_data[field] for field in PROFILE_FIELDS if field in form.changed_data}
         if profile:
             user_update_profile(user=obj, actor=actor, **profile)
-        if "roles" in form.fields and "roles" in form.changed_data:
+        if roles_changed:
             user_set_roles(user=obj, roles=form.cleaned_data["roles"], actor=actor)
 
 
@@ -144,8 +158,9 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
                     "mfa_factors",
                     "local_password",
                 ),
-                "description": "Deactivate, reactivate or lock down the user with the actions, which "
-                "take a reason; staff flags follow the roles.",
+                "description": "Deactivate, reactivate or lock down the user, or reset their MFA, with "
+                "the actions; staff flags follow the roles. Changing roles, locking down and resetting "
+                "MFA ask you to confirm who you are again (password or second factor) first.",
             },
         ),
         ("Dates", {"fields": ("last_login", "created_at", "updated_at", "deleted_at", "purged_at")}),
@@ -243,6 +258,14 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
             # transaction rolled back, so nothing changed.
             self.message_user(request, " ".join(error.messages), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
+        except StepUpRequired:
+            # Raised before the first write, inside the view's transaction: nothing changed.
+            return step_up_redirect(
+                request,
+                what="Changing roles",
+                retry="make the change again",
+                back_to=request.get_full_path(),
+            )
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         try:
@@ -305,6 +328,10 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
     def mark_email_verified(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
         return user_action_run(self, request, queryset, MARK_EMAIL_VERIFIED)
 
+    @admin.action(description=RESET_MFA.description)
+    def reset_mfa(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
+        return user_action_run(self, request, queryset, RESET_MFA)
+
     # --- columns and read-only fields -------------------------------------------------------------
 
     @admin.display(description="verified", boolean=True)
@@ -341,10 +368,9 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
     def mfa_factors(self, user: User) -> str:
         types = list(Authenticator.objects.filter(user=user).values_list("type", flat=True))
         factors = [factor for factor in MFA_FACTOR_TYPES if factor in types]
-        labels = {"totp": "authenticator app (TOTP)", "webauthn": "passkey or security key"}
-        described = [f"{labels[factor]} x{types.count(factor)}" for factor in factors]
-        if "recovery_codes" in types:
-            described.append("recovery codes")
+        described = [f"{FACTOR_LABELS[factor]} x{types.count(factor)}" for factor in factors]
+        if Authenticator.Type.RECOVERY_CODES in types:
+            described.append(FACTOR_LABELS[Authenticator.Type.RECOVERY_CODES])
         return ", ".join(described) or "none"
 
     @admin.display(description="local password")

@@ -28,17 +28,18 @@ from accounts.admin.users import UserAdmin
 from accounts.models import DeviceSession, Role, User
 from accounts.services import device_session_start
 from accounts.services.moderation import user_deactivate, user_set_roles
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, mark_reauthenticated, totp_enrol
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST_URL = "/admin/accounts/user/"
 TIMELINE_URL = "/admin/audit/auditevent/"
-# A changelist page, whatever the number of users: the session and the signed-in user (2), allauth's
-# browser-session tracking (5: savepoint, session, user, update, release), the count, the page, and
-# the page's roles, social accounts, verified primary addresses and second factors (6).
-CHANGELIST_QUERIES = 13
+# A changelist page, whatever the number of users: the session and the signed-in user (2), the MFA
+# requirement's look at the staff member's own second factors (1), allauth's browser-session
+# tracking (5: savepoint, session, user, update, release), the count, the page, and the page's roles,
+# social accounts, verified primary addresses and second factors (6).
+CHANGELIST_QUERIES = 14
 ACTIONS = (
     "deactivate_users",
     "lock_down_users",
@@ -47,6 +48,7 @@ ACTIONS = (
     "send_password_reset",
     "resend_verification",
     "mark_email_verified",
+    "reset_mfa",
 )
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
@@ -74,12 +76,17 @@ def signed_in_client(user: User) -> Client:
 
 @pytest.fixture
 def admin() -> User:
-    return with_roles(UserFactory.create(username="root"), Role.ADMIN)
+    """An admin with an authenticator app: staff must have a second factor to reach the admin."""
+    admin = with_roles(UserFactory.create(username="root"), Role.ADMIN)
+    totp_enrol(admin)
+    return admin
 
 
 @pytest.fixture
 def moderator() -> User:
-    return with_roles(UserFactory.create(username="mod"), Role.MODERATOR)
+    moderator = with_roles(UserFactory.create(username="mod"), Role.MODERATOR)
+    totp_enrol(moderator)
+    return moderator
 
 
 @pytest.fixture
@@ -284,7 +291,7 @@ def test_the_changelist_shows_each_users_state(admin_client: Client, admin: User
         "False",
         "admin, user",
         "True",
-        "False",
+        "True",  # staff must have a second factor
         shown(admin.last_login),
         shown(admin.created_at),
         "Timeline",
@@ -323,8 +330,8 @@ def population(admin: User) -> dict[str, User]:
         ({"is_active": "1"}, ["alice", "carol", "dave_smith", "root"]),
         ({"email_verified": "1"}, ["alice", "carol"]),
         ({"email_verified": "0"}, ["bob", "dave_smith", "root"]),
-        ({"has_mfa": "1"}, ["alice", "carol"]),
-        ({"has_mfa": "0"}, ["bob", "dave_smith", "root"]),
+        ({"has_mfa": "1"}, ["alice", "carol", "root"]),
+        ({"has_mfa": "0"}, ["bob", "dave_smith"]),
         ({"social_provider": "github"}, ["alice"]),
         ({"social_provider": "google"}, ["carol"]),
         ({"social_provider": "gitlab"}, []),
@@ -514,8 +521,10 @@ def test_the_change_page_shows_related_records_and_no_secrets(
     assert f'href="{TIMELINE_URL}?about_user={user.pk}"' in content
     assert f'href="/admin/account/emailaddress/{secondary.pk}/change/"' in content
     assert f'href="/admin/socialaccount/socialaccount/{social.pk}/change/"' in content
-    for record in [*Authenticator.objects.filter(user=user), *UserSession.objects.filter(user=user)]:
-        assert f"/{record.pk}/change/" not in content
+    for authenticator in Authenticator.objects.filter(user=user):
+        assert f"/admin/mfa/authenticator/{authenticator.pk}/change/" not in content
+    for user_session in UserSession.objects.filter(user=user):
+        assert f"/admin/usersessions/usersession/{user_session.pk}/change/" not in content
     assert "/password/" not in content
     moderator_page = moderator_client.get(change_url(user)).content.decode()
     assert f'href="/admin/account/emailaddress/{secondary.pk}/change/"' not in moderator_page
@@ -590,6 +599,7 @@ def test_flags_groups_and_the_email_address_are_not_editable(admin_client: Clien
 
 def test_admins_change_roles_through_the_service(admin_client: Client, admin: User) -> None:
     user = member("member")
+    mark_reauthenticated(admin_client)  # role changes are a step-up action
 
     response = admin_client.post(
         change_url(user), {**change_form_data(admin_client, user), "roles": [Role.MODERATOR, Role.USER]}
@@ -606,6 +616,7 @@ def test_admins_change_roles_through_the_service(admin_client: Client, admin: Us
 
 
 def test_an_admin_cannot_remove_their_own_admin_role(admin_client: Client, admin: User) -> None:
+    mark_reauthenticated(admin_client)
     data = change_form_data(admin_client, admin)
     before = state(admin)
 
@@ -743,6 +754,7 @@ def test_lock_down_deactivates_and_ends_every_session(admin_client: Client, admi
     user = member("member")
     session = device_session(user)
     browser_session(user, "member-browser")
+    mark_reauthenticated(admin_client)  # lock-down is a step-up action
 
     asked = run_action(admin_client, "lock_down_users", user)
     done = confirm(admin_client, "lock_down_users", user, reason="Account taken over")
@@ -874,6 +886,7 @@ def test_mark_email_verified_verifies_the_primary_address(admin_client: Client, 
 
 
 def test_admins_cannot_deactivate_or_lock_down_themselves(admin_client: Client, admin: User) -> None:
+    mark_reauthenticated(admin_client)
     admin_client.get(CHANGELIST_URL)
     before = state(admin)
     trail = events_about(admin)
@@ -904,7 +917,8 @@ def test_the_change_page_offers_the_actions_and_comes_back(admin_client: Client)
     )
 
     offered = re.findall(r'<input type="hidden" name="action" value="(\w+)">', page)
-    assert offered == [action for action in ACTIONS if action != "reactivate_users"]  # already active
+    # Already active, and no second factor to reset.
+    assert offered == [action for action in ACTIONS if action not in ("reactivate_users", "reset_mfa")]
     assert response.status_code == 302
     assert response["Location"] == change_url(user)
     assert EmailAddress.objects.get(user=user).verified is True
@@ -1011,6 +1025,7 @@ def test_a_moderator_acts_on_the_plain_users_of_a_selection(
     user = member("member")
     user_session = device_session(user)
     admin_session = device_session(admin)
+    mark_reauthenticated(moderator_client)
 
     asked = run_action(moderator_client, "lock_down_users", user, admin)
     done = confirm(moderator_client, "lock_down_users", user, reason="Spam")
@@ -1077,6 +1092,7 @@ def test_a_plain_user_is_sent_to_the_admin_sign_in(user: User) -> None:
 def test_staff_without_a_staff_role_are_refused(staff_user: User) -> None:
     target = member("member")
     before = state(target)
+    totp_enrol(staff_user)  # else the MFA requirement sends them to enrolment before the admin
     client = signed_in_client(staff_user)
 
     responses = [
@@ -1092,16 +1108,15 @@ def test_staff_without_a_staff_role_are_refused(staff_user: User) -> None:
 def test_allauth_records_are_listed_without_their_secrets(admin_client: Client, admin: User) -> None:
     from allauth.mfa.models import Authenticator
 
-    authenticator = Authenticator.objects.create(
-        user=admin, type=Authenticator.Type.TOTP, data={"secret": "JBSWY3DPEHPK3PXP"}
-    )
+    authenticator = Authenticator.objects.get(user=admin, type=Authenticator.Type.TOTP)
+    secret = authenticator.data["secret"]
 
     listing = admin_client.get("/admin/mfa/authenticator/")
     detail = admin_client.get(f"/admin/mfa/authenticator/{authenticator.pk}/change/")
     sessions = admin_client.get("/admin/usersessions/usersession/")
 
     assert (listing.status_code, detail.status_code, sessions.status_code) == (200, 200, 200)
-    assert b"JBSWY3DPEHPK3PXP" not in detail.content
+    assert secret.encode() not in detail.content
     assert b'name="_save"' not in detail.content
     assert (
         admin_client.post(f"/admin/mfa/authenticator/{authenticator.pk}/delete/", {"post": "yes"}).status_code

@@ -15,7 +15,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import DeviceSession, User
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, totp_enrol
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -159,6 +159,13 @@ def test_email_change_and_verification_are_recorded(
         {"email": user.email, "password": DEFAULT_PASSWORD},
         content_type="application/json",
     )
+    # Changing the address is a step-up action: the password again first.
+    reauthenticated = client.post(
+        "/_allauth/browser/v1/auth/reauthenticate",
+        {"password": DEFAULT_PASSWORD},
+        content_type="application/json",
+    )
+    assert reauthenticated.status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         client.post(
             "/_allauth/browser/v1/account/email",
@@ -182,6 +189,7 @@ def test_admin_changes_are_mirrored_with_field_values(client: Client) -> None:
     from accounts.tests.test_admin_users import change_form_data
 
     staff = UserFactory.create(is_staff=True, is_superuser=True)
+    totp_enrol(staff)  # staff must have a second factor to reach the admin
     member = UserFactory.create(username="member", description="")
     client.force_login(staff)
     change_url = f"/admin/accounts/user/{member.pk}/change/"

@@ -28,6 +28,7 @@ LOCKED_BODY = {
 }
 FAILURE_STATUS = {"page": 200, "app": 400, "browser": 400, "admin": 200}
 SUCCESS_STATUS = {"page": 302, "app": 200, "browser": 200, "admin": 302}
+ADMIN_SIGN_IN_URL = "/accounts/login/?next=%2Fadmin%2F"
 
 
 @pytest.fixture(autouse=True)
@@ -64,9 +65,8 @@ def sign_in(client: Client, kind: str, identifier: str, password: str) -> Any:
     if kind == "page":
         return client.post("/accounts/login/", {"login": identifier, "password": password})
     if kind == "admin":
-        return client.post(
-            "/admin/login/?next=/admin/", {"username": identifier, "password": password, "next": "/admin/"}
-        )
+        # The admin's sign-in is allauth's page (secure_admin_login); /admin/login/ only redirects to it.
+        return client.post(f"{ADMIN_SIGN_IN_URL}", {"login": identifier, "password": password})
     field = "email" if "@" in identifier else "username"
     return client.post(
         f"/_allauth/{kind}/v1/auth/login",
@@ -275,16 +275,62 @@ def test_a_burst_of_parallel_failures_locks_an_unknown_identifier_once() -> None
             "application/json",
         ),
         ("/accounts/login/", "username=x&login=%s&password=%s", "application/x-www-form-urlencoded"),
-        ("/admin/login/", "login=x&username=%s&password=%s", "application/x-www-form-urlencoded"),
+        # The admin's sign-in.
+        (ADMIN_SIGN_IN_URL, "username=x&login=%s&password=%s", "application/x-www-form-urlencoded"),
     ],
 )
 def test_the_gate_reads_the_account_the_view_signs_in(
     path: str, body: str, content_type: str, member: User
 ) -> None:
     fail_until_locked(Client(), "app", member.email)
-    identifier = member.username if path == "/admin/login/" else member.email
+    identifier = member.username if path == ADMIN_SIGN_IN_URL else member.email
 
     response = Client().post(path, body % (identifier, DEFAULT_PASSWORD), content_type=content_type)
 
     assert response.status_code == 429
+    assert not has_signed_in(member)
+
+
+def test_the_admins_own_login_form_checks_no_password(member: User) -> None:
+    """No second way in past the lockout: /admin/login/ only sends browsers to allauth's sign-in."""
+    client = Client()
+    answers = [
+        client.post(
+            "/admin/login/?next=/admin/",
+            {"username": member.username, "password": password, "next": "/admin/"},
+        )
+        for password in [WRONG_PASSWORD] * 6 + [DEFAULT_PASSWORD]
+    ]
+
+    assert {(answer.status_code, answer["Location"]) for answer in answers} == {(302, ADMIN_SIGN_IN_URL)}
+    assert "_auth_user_id" not in client.session
+    assert not has_signed_in(member)
+    assert not AccountLockout.objects.filter(user=member).exists()
+
+
+def test_wrong_codes_and_wrong_passwords_count_toward_one_lockout(member: User) -> None:
+    """The right password alone does not clear the count (the sign-in is not done): else whoever
+    knows the password could guess codes forever, signing in again every four guesses."""
+    from accounts.tests.factories import totp_code, totp_enrol
+
+    secret = totp_enrol(member)
+    client = Client()
+    for _ in range(3):
+        assert sign_in(client, "admin", member.username, WRONG_PASSWORD).status_code == 200
+    assert (
+        sign_in(client, "admin", member.username, DEFAULT_PASSWORD)["Location"]
+        == "/accounts/2fa/authenticate/"
+    )
+    assert lockout_of(member) == (3, 0, None)
+
+    wrong = f"{(int(totp_code(secret)) + 1) % 10**6:06d}"
+    for _ in range(2):
+        assert client.post("/accounts/2fa/authenticate/", {"code": wrong}).status_code == 200
+    locked = client.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})
+
+    assert_locked_answer(locked, "page", retry_after=60)
+    assert lockout_of(member) == (0, 1, timezone.now() + timedelta(minutes=1))
+    assert_locked_answer(
+        sign_in(Client(), "admin", member.username, DEFAULT_PASSWORD), "admin", retry_after=60
+    )
     assert not has_signed_in(member)

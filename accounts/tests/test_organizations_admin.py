@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
 from accounts.services.moderation import user_set_roles
-from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory, totp_enrol
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -32,9 +32,16 @@ def change_url(organization: Organization) -> str:
     return f"/admin/accounts/organization/{organization.pk}/change/"
 
 
+def staff(username: str, role: str) -> User:
+    """A site admin or moderator with an authenticator app: staff must have a second factor."""
+    user = user_set_roles(user=UserFactory.create(username=username), roles=[role])
+    totp_enrol(user)
+    return user
+
+
 @pytest.fixture
 def site_admin() -> User:
-    return user_set_roles(user=UserFactory.create(username="sam"), roles=["admin"])
+    return staff("sam", "admin")
 
 
 @pytest.fixture
@@ -206,7 +213,7 @@ def test_the_admin_refuses_to_leave_the_organization_without_an_owner(
 
 def test_a_service_refusal_rolls_the_whole_save_back(organization: Organization) -> None:
     """A moderator who is an organization admin may edit it, but not demote its owner."""
-    moderator = user_set_roles(user=UserFactory.create(username="moe"), roles=["moderator"])
+    moderator = staff("moe", "moderator")
     MembershipFactory.create(organization=organization, user=moderator, role=ADMIN)
     MembershipFactory.create(organization=organization, user=UserFactory.create(username="otto"), role=OWNER)
     client = Client()
@@ -329,7 +336,7 @@ def test_invitations_show_their_state_and_never_a_token(
 
 
 def test_a_moderator_sees_organizations_but_changes_nothing(organization: Organization) -> None:
-    moderator = user_set_roles(user=UserFactory.create(username="moe"), roles=["moderator"])
+    moderator = staff("moe", "moderator")
     client = Client()
     client.force_login(moderator)
     before = (roles_of(organization), AuditEvent.objects.count())

@@ -13,11 +13,13 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import AccountLockout, User
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, totp_code, totp_enrol
 
 pytestmark = pytest.mark.django_db
 
 WRONG_PASSWORD = "not-the-password-at-all"
+# The admin's sign-in: /admin/login/ only redirects here (secure_admin_login), checking no password.
+ADMIN_SIGN_IN_URL = "/accounts/login/?next=%2Fadmin%2F"
 THROTTLED_BODY = {
     "type": "client_error",
     "errors": [{"code": "throttled", "detail": "Too many requests. Retry later.", "attr": None}],
@@ -50,8 +52,10 @@ def assert_throttled(response: Any, *, api: bool) -> None:
 # (path, rate setting, request body, JSON?) of every protected endpoint.
 PROTECTED = [
     ("/accounts/login/", "RATELIMIT_SIGNIN", {"login": "someone@example.com", "password": "x"}, False),
-    ("/admin/login/", "RATELIMIT_SIGNIN", {"username": "someone", "password": "x"}, False),
+    (ADMIN_SIGN_IN_URL, "RATELIMIT_SIGNIN", {"login": "someone", "password": "x"}, False),
     ("/accounts/2fa/authenticate/", "RATELIMIT_SIGNIN", {"code": "123456"}, False),
+    ("/accounts/2fa/reauthenticate/", "RATELIMIT_SIGNIN", {"code": "123456"}, False),
+    ("/accounts/reauthenticate/", "RATELIMIT_SIGNIN", {"password": "x"}, False),
     ("/accounts/signup/", "RATELIMIT_SIGNUP", {"email": "new@example.com"}, False),
     ("/accounts/password/reset/", "RATELIMIT_PASSWORD_RESET", {"email": "someone@example.com"}, False),
     *[
@@ -60,6 +64,8 @@ PROTECTED = [
         for endpoint, setting, body in (
             ("login", "RATELIMIT_SIGNIN", {"email": "someone@example.com", "password": "x"}),
             ("2fa/authenticate", "RATELIMIT_SIGNIN", {"code": "123456"}),
+            ("2fa/reauthenticate", "RATELIMIT_SIGNIN", {"code": "123456"}),
+            ("reauthenticate", "RATELIMIT_SIGNIN", {"password": "x"}),
             ("signup", "RATELIMIT_SIGNUP", {"email": "new@example.com"}),
             ("password/request", "RATELIMIT_PASSWORD_RESET", {"email": "someone@example.com"}),
             ("email/verify/resend", "RATELIMIT_VERIFICATION_RESEND", {}),
@@ -94,7 +100,10 @@ def test_flows_have_separate_budgets(settings: Any) -> None:
     client.post("/accounts/login/", {"login": "someone@example.com", "password": "x"})
 
     assert client.post("/accounts/password/reset/", {"email": "someone@example.com"}).status_code != 429
-    assert_throttled(client.post("/admin/login/", {"username": "someone", "password": "x"}), api=False)
+    # The admin's sign-in, the second factor and re-authentication share the sign-in budget.
+    assert_throttled(client.post(ADMIN_SIGN_IN_URL, {"login": "someone", "password": "x"}), api=False)
+    assert_throttled(client.post("/accounts/2fa/authenticate/", {"code": "123456"}), api=False)
+    assert_throttled(client.post("/accounts/reauthenticate/", {"password": "x"}), api=False)
 
 
 def test_only_post_is_limited(settings: Any) -> None:
@@ -111,6 +120,7 @@ def test_verification_resend_page_is_limited_only_for_resends(
 ) -> None:
     settings.RATELIMIT_VERIFICATION_RESEND = "1/h"
     EmailAddress.objects.create(user=member, email="second@example.com", primary=False, verified=False)
+    totp_enrol(member)  # staff: without a second factor every page sends them to set one up
     client = Client()
     client.force_login(member)
     resend = {"action_send": "", "email": "second@example.com"}
@@ -240,28 +250,29 @@ def redis_down(settings: Any) -> None:
 
 @pytest.mark.usefixtures("redis_down")
 @pytest.mark.parametrize(
-    ("path", "body", "is_json", "signed_in_status", "failed_status"),
+    ("path", "field", "by_username", "is_json", "signed_in_status", "failed_status"),
     [
-        ("/accounts/login/", "login", False, 302, 200),
-        ("/admin/login/", "username", False, 302, 200),
-        ("/_allauth/app/v1/auth/login", "email", True, 200, 400),
-        ("/_allauth/browser/v1/auth/login", "email", True, 200, 400),
+        ("/accounts/login/", "login", False, False, 302, 200),
+        (ADMIN_SIGN_IN_URL, "login", True, False, 302, 200),
+        ("/_allauth/app/v1/auth/login", "email", False, True, 200, 400),
+        ("/_allauth/browser/v1/auth/login", "email", False, True, 200, 400),
     ],
 )
 def test_sign_in_works_while_redis_is_down(
     path: str,
-    body: str,
+    field: str,
+    by_username: bool,
     is_json: bool,
     signed_in_status: int,
     failed_status: int,
     member: User,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    identifier = member.username if body == "username" else member.email
+    identifier = member.username if by_username else member.email
     client = Client()
 
     def sign_in(password: str) -> Any:
-        data = {body: identifier, "password": password}
+        data = {field: identifier, "password": password}
         return json_post(client, path, data) if is_json else client.post(path, data)
 
     with caplog.at_level(logging.WARNING):
@@ -276,6 +287,27 @@ def test_sign_in_works_while_redis_is_down(
     member.refresh_from_db()
     assert member.last_login is not None
     assert AccountLockout.objects.get(user=member).failed_attempts == 0
+
+
+@pytest.mark.usefixtures("redis_down")
+def test_staff_sign_in_to_the_admin_with_a_second_factor_while_redis_is_down(member: User) -> None:
+    """The code check keeps its replay protection in the database, not in the cache."""
+    secret = totp_enrol(member)
+    client = Client()
+    code = totp_code(secret)
+
+    password = client.post(ADMIN_SIGN_IN_URL, {"login": member.username, "password": DEFAULT_PASSWORD})
+    signed_in = client.post("/accounts/2fa/authenticate/", {"code": code})
+
+    assert password["Location"] == "/accounts/2fa/authenticate/"
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
+    other = Client()
+    other.post(ADMIN_SIGN_IN_URL, {"login": member.username, "password": DEFAULT_PASSWORD})
+    replayed = other.post("/accounts/2fa/authenticate/", {"code": code})
+    assert replayed.status_code == 200  # the page again, with its error: a code works once
+    assert "_auth_user_id" not in other.session
 
 
 @pytest.mark.usefixtures("redis_down")

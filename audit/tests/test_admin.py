@@ -11,7 +11,7 @@ from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import UserFactory, totp_enrol
 from audit.models import AuditEvent
 from audit.services import audit_record
 
@@ -33,9 +33,11 @@ def listed(response: Any) -> list[AuditEvent]:
 
 @pytest.fixture
 def auditor() -> User:
-    """Staff with the view permission on audit events, and nothing more."""
+    """Staff with the view permission on audit events, and nothing more (and, as all staff must,
+    an authenticator app)."""
     auditor = UserFactory.create(username="auditor", is_staff=True)
     auditor.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    totp_enrol(auditor)
     return auditor
 
 
@@ -49,7 +51,9 @@ def auditor_client(auditor: User) -> Client:
 @pytest.fixture
 def superuser_client() -> Client:
     client = Client()
-    client.force_login(UserFactory.create(username="root", is_staff=True, is_superuser=True))
+    root = UserFactory.create(username="root", is_staff=True, is_superuser=True)
+    totp_enrol(root)
+    client.force_login(root)
     return client
 
 
@@ -113,8 +117,10 @@ def test_staff_open_one_event_read_only(auditor_client: Client, trail: dict[str,
 
 
 def test_staff_without_the_view_permission_are_refused(trail: dict[str, AuditEvent]) -> None:
+    staff = UserFactory.create(is_staff=True)
+    totp_enrol(staff)
     client = Client()
-    client.force_login(UserFactory.create(is_staff=True))
+    client.force_login(staff)
 
     assert client.get(CHANGELIST_URL).status_code == 403
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.test import Client
 
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, totp_code, totp_enrol
 
 pytestmark = pytest.mark.django_db
 
@@ -55,13 +56,23 @@ def test_schema_describes_the_api_in_openapi_3(client: Client) -> None:
 
 def test_staff_signs_in_to_the_admin(client: Client) -> None:
     staff = UserFactory.create(is_staff=True, is_superuser=True)
+    EmailAddress.objects.create(user=staff, email=staff.email, primary=True, verified=True)
+    secret = totp_enrol(staff)
 
-    login_page = client.get("/admin/login/")
-    response = client.post(
-        "/admin/login/?next=/admin/", {"username": staff.username, "password": DEFAULT_PASSWORD}
+    login_page = client.get("/admin/", follow=True)
+    password = client.post(
+        "/accounts/login/?next=/admin/", {"login": staff.username, "password": DEFAULT_PASSWORD}
     )
+    response = client.post("/accounts/2fa/authenticate/", {"code": totp_code(secret)})
 
+    # The admin's sign-in is allauth's page, with the second factor.
+    assert login_page.redirect_chain == [
+        ("/admin/login/?next=/admin/", 302),
+        ("/accounts/login/?next=%2Fadmin%2F", 302),
+    ]
     assert login_page.status_code == 200
+    assert password.status_code == 302
+    assert password["Location"] == "/accounts/2fa/authenticate/"
     assert response.status_code == 302
     assert response["Location"] == "/admin/"
     index = client.get("/admin/")
@@ -73,8 +84,14 @@ def test_staff_signs_in_to_the_admin(client: Client) -> None:
 
 def test_non_staff_cannot_enter_the_admin(client: Client) -> None:
     user = UserFactory.create()
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
 
-    response = client.post("/admin/login/", {"username": user.username, "password": DEFAULT_PASSWORD})
+    response = client.post(
+        "/accounts/login/?next=/admin/", {"login": user.username, "password": DEFAULT_PASSWORD}
+    )
 
-    assert response.status_code == 200
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
     assert client.get("/admin/").status_code == 302
+    assert client.get("/admin/login/?next=/admin/").status_code == 403
+    assert client.get("/admin/accounts/user/").status_code == 302

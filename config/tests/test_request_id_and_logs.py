@@ -8,10 +8,11 @@ import re
 from typing import Any
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.test import Client
 
 from accounts.models import User
-from accounts.tests.factories import DEFAULT_PASSWORD
+from accounts.tests.factories import DEFAULT_PASSWORD, totp_code, totp_enrol
 from conftest import LogCapture
 
 pytestmark = pytest.mark.django_db
@@ -125,9 +126,20 @@ def test_a_failed_admin_sign_in_logs_no_password(client: Client, log_capture: Lo
     log_capture.use("json")
     user.is_staff = True
     user.save()
+    EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
+    secret = totp_enrol(user)
+    code = totp_code(secret)
+    wrong_code = f"{(int(code) + 1) % 10**6:06d}"
+    admin_sign_in = "/accounts/login/?next=/admin/"  # where /admin/login/ sends staff
 
     client.post("/admin/login/", {"username": user.username, "password": "Wrong-Pass-0987"})
-    client.post("/admin/login/", {"username": user.username, "password": DEFAULT_PASSWORD})
+    client.post(admin_sign_in, {"login": user.username, "password": "Wrong-Pass-0987"})
+    client.post(admin_sign_in, {"login": user.username, "password": DEFAULT_PASSWORD})
+    client.post("/accounts/2fa/authenticate/", {"code": wrong_code})
+    client.post("/accounts/2fa/authenticate/", {"code": code})
 
-    assert "Wrong-Pass-0987" not in log_capture.output
-    assert DEFAULT_PASSWORD not in log_capture.output
+    assert "_auth_user_id" in client.session  # the sign-in went through, logging as it went
+    for secret_value in ("Wrong-Pass-0987", DEFAULT_PASSWORD, secret):
+        assert secret_value not in log_capture.output
+    for typed_code in (wrong_code, code):  # not as part of a longer number (a duration, say)
+        assert re.search(rf"(?<!\d){typed_code}(?!\d)", log_capture.output) is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.cookiejar
 import json
 import os
@@ -9,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -16,6 +20,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,29 +93,48 @@ def test_run_serves_readiness_schema_and_landing_page(running_service: tuple[str
     assert 'href="/admin/"' in body
 
 
+def totp_now(secret: str, *, steps_from_now: int = 0) -> str:
+    """The code an authenticator app shows for `secret` (RFC 6238: HMAC-SHA1, 30 s, 6 digits)."""
+    key = base64.b32decode(secret, casefold=True)
+    counter = int(time.time()) // 30 + steps_from_now
+    digest = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 10**6:06d}"
+
+
+def post_form(opener: urllib.request.OpenerDirector, url: str, page: str, fields: dict[str, str]) -> Any:
+    """Submit a page's form as a browser would (its CSRF token included); the final response."""
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None, page
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": token.group(1), **fields}).encode()
+    request = urllib.request.Request(url, data=data, headers={"Referer": url})  # noqa: S310
+    return opener.open(request, timeout=10)
+
+
 def test_run_prints_demo_credentials_that_sign_in_to_the_admin(running_service: tuple[str, str]) -> None:
     base, output = running_service
     match = re.search(r"username admin\s+password (\S+)", output)
     assert match is not None, output
     assert re.search(r"client_id demo-client\s+client_secret \S+", output)
+    second_factor = re.search(r"TOTP secret ([A-Z2-7]+)\s.*?(otpauth://totp/\S+)", output, re.DOTALL)
+    assert second_factor is not None, output
+    totp_secret, totp_url = second_factor.groups()
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(totp_url).query)["secret"] == [totp_secret]
 
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    status, page = fetch(f"{base}/admin/login/", opener)
-    assert status == 200
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert token is not None
-    form = urllib.parse.urlencode(
-        {
-            "csrfmiddlewaretoken": token.group(1),
-            "username": "admin",
-            "password": match.group(1),
-            "next": "/admin/",
-        }
-    ).encode()
-    status, page = fetch(
-        f"{base}/admin/login/", opener, data=form, headers={"Referer": f"{base}/admin/login/"}
-    )
+    # The admin sends a newcomer to the sign-in page...
+    with opener.open(f"{base}/admin/", timeout=10) as response:
+        sign_in_url, page = response.geturl(), response.read().decode()
+    assert sign_in_url == f"{base}/accounts/login/?next=%2Fadmin%2F"
+    # ... which asks for the password, then for the code of the authenticator app.
+    with post_form(opener, sign_in_url, page, {"login": "admin", "password": match.group(1)}) as response:
+        second_factor_url, page = response.geturl(), response.read().decode()
+    assert second_factor_url == f"{base}/accounts/2fa/authenticate/"
+    assert "Two-Factor Authentication" in page
+    with post_form(opener, second_factor_url, page, {"code": totp_now(totp_secret)}) as response:
+        admin_url, page = response.geturl(), response.read().decode()
 
-    assert status == 200
+    assert admin_url == f"{base}/admin/"
     assert "Users, clients and settings" in page

@@ -1,6 +1,8 @@
 """Create, idempotently, the demo staff account and demo OAuth client, and print their credentials.
 
-The credentials are generated once and kept in the data folder (mode 0600), so every run prints
+The demo admin is an admin, so it must have a second factor (docs/decisions/0012-mfa-and-step-up.md):
+it gets a TOTP authenticator, whose secret is printed with an `otpauth://` URI for an authenticator
+app. The credentials are generated once and kept in the data folder (mode 0600), so every run prints
 the same ones; if they no longer match the database, they are reset.
 """
 
@@ -12,6 +14,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from allauth.mfa.adapter import get_adapter as get_mfa_adapter
+from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
+from allauth.mfa.utils import decrypt
+from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.core.management.base import BaseCommand, CommandParser
@@ -19,6 +26,7 @@ from django.db import transaction
 
 from accounts.models import User
 from accounts.services import user_create, user_set_password
+from audit.services import audit_record
 from oauth_provider.models import Application
 from oauth_provider.services import application_create, application_rotate_secret
 
@@ -46,8 +54,13 @@ class Command(BaseCommand):
         saved = json.loads(path.read_text()) if path.exists() else {}
         with transaction.atomic():
             password = self.ensure_staff_account(saved.get("admin_password", ""))
+            admin = User.objects.get(username=DEMO_USERNAME)
+            totp_secret = self.ensure_second_factor(admin, saved.get("admin_totp_secret", ""))
             secret = self.ensure_client(saved.get("client_secret", ""), options["redirect_uri"])
-        self.save(path, {"admin_password": password, "client_secret": secret})
+        self.save(
+            path, {"admin_password": password, "admin_totp_secret": totp_secret, "client_secret": secret}
+        )
+        totp_url = get_mfa_adapter().build_totp_url(admin, totp_secret)
         site = settings.SITE_URL
         self.stdout.write(
             "\n".join(
@@ -56,6 +69,9 @@ class Command(BaseCommand):
                     "Demo credentials (embedded default only; never use them in production):",
                     f"  admin site      {site}/admin/",
                     f"  staff account   username {DEMO_USERNAME}   password {password}",
+                    f"  second factor   TOTP secret {totp_secret}   (add it to an authenticator app;",
+                    "                  the admin asks for its 6-digit code after the password)",
+                    f"                  {totp_url}",
                     f"  OAuth client    client_id {DEMO_CLIENT_ID}   client_secret {secret}",
                     f"                  redirect_uri {options['redirect_uri']}",
                     f"  OIDC discovery  {site}/o/.well-known/openid-configuration",
@@ -80,6 +96,31 @@ class Command(BaseCommand):
             password = secrets.token_urlsafe(12)
             user_set_password(user=user, password=password)
         return password
+
+    @staticmethod
+    def stored_secret(totp: Authenticator) -> str | None:
+        try:
+            return decrypt(totp.data["secret"])
+        except InvalidToken:  # encrypted under a key this data folder no longer has
+            return None
+
+    def ensure_second_factor(self, user: User, secret: str) -> str:
+        """A TOTP authenticator for the demo admin whose secret is `secret`, or a new one."""
+        totp = Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).first()
+        if totp is not None and secret and self.stored_secret(totp) == secret:
+            return secret
+        if totp is not None:  # enrolled by hand since, or the saved secret is lost
+            removed = {"type": totp.type, "authenticator_id": totp.pk, "via": "demo_setup"}
+            totp.delete()
+            audit_record(action="accounts.mfa.removed", target=user, metadata=removed)
+        secret = generate_totp_secret()
+        authenticator = TOTP.activate(user, secret).instance
+        audit_record(
+            action="accounts.mfa.enrolled",
+            target=user,
+            metadata={"type": authenticator.type, "authenticator_id": authenticator.pk, "via": "demo_setup"},
+        )
+        return secret
 
     def ensure_client(self, secret: str, redirect_uri: str) -> str:
         application = Application.objects.filter(client_id=DEMO_CLIENT_ID).first()
