@@ -433,6 +433,7 @@ if not OIDC_RSA_PRIVATE_KEY:
         )
     OIDC_RSA_PRIVATE_KEY = load_or_create_rsa_key(DATA_DIR / "oidc_rsa_private_key.pem")
 OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "oauth_provider.validators.OAuth2Validator",
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
     "OIDC_ISS_ENDPOINT": SITE_URL,
