@@ -184,3 +184,25 @@ def policy_allows(user: Any, permission: str, obj: Any = None) -> bool:
 # offers "mark verified" to anyone who can open it. Second factors and browser sessions have no
 # rule: their pages show secrets (TOTP seeds, session keys).
 rules.add_perm("socialaccount.view_socialaccount", staff)
+
+
+# --- OAuth clients ---
+# Clients, initial access tokens, grants and tokens in the Django admin, and registration at
+# /o/register/ with a staff session (docs/decisions/0016-oauth-client-registration-and-admin.md).
+# Staff see them all; only admins change clients (a client is a credential to every user's data),
+# rotate their secrets, issue or revoke initial access tokens and revoke grants and tokens.
+rules.add_perm("oauth_provider", staff)  # the app in the Django admin
+rules.add_perm("oauth_provider.view_application", staff)
+rules.add_perm("oauth_provider.add_application", is_admin)
+rules.add_perm("oauth_provider.change_application", is_admin)
+rules.add_perm("oauth_provider.delete_application", is_admin)
+rules.add_perm("oauth_provider.rotate_client_secret", is_admin)
+rules.add_perm("oauth_provider.register_client", is_admin)
+rules.add_perm("oauth_provider.view_initialaccesstoken", staff)
+rules.add_perm("oauth_provider.add_initialaccesstoken", is_admin)
+rules.add_perm("oauth_provider.revoke_initialaccesstoken", is_admin)
+rules.add_perm("oauth2_provider", staff)  # the toolkit's grants and tokens in the Django admin
+for token_model in ("accesstoken", "refreshtoken", "idtoken", "grant", "devicegrant"):
+    rules.add_perm(f"oauth2_provider.view_{token_model}", staff)
+    rules.add_perm(f"oauth2_provider.revoke_{token_model}", is_admin)
+# --- end of OAuth clients ---

@@ -32,6 +32,13 @@ app.conf.beat_schedule = {
         "task": "accounts.email_codes_prune",
         "schedule": crontab(minute=47, hour=4),
     },
+    # Retired OIDC signing keys leave the JWKS once every token they signed has expired.
+    "oauth-signing-keys-prune": {"task": "oauth_provider.signing_keys_prune", "schedule": crontab(minute=27)},
+    # Expired OAuth tokens and codes pile up by the thousand an hour; batches keep each lock short.
+    "oauth-tokens-clear-expired": {
+        "task": "oauth_provider.tokens_clear_expired",
+        "schedule": crontab(minute=43),
+    },
 }
 
 REQUEST_ID_HEADER = "request_id"

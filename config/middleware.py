@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Callable
 from functools import cached_property
+from typing import Any
 
 from django.conf import settings
 from django.core.signals import request_finished
@@ -110,6 +111,17 @@ class HealthCheckMiddleware:
         return self.get_response(request)
 
 
+def json_body_replace(response: HttpResponse, body: Any) -> None:
+    """Give `response` a new JSON body, and the `Content-Length` of that body.
+
+    Middleware further in (CommonMiddleware) has already set the length of the old body; an HTTP
+    client reads exactly that many bytes, so a longer body left with it arrives cut short.
+    """
+    response.content = json.dumps(body).encode()
+    if response.has_header("Content-Length"):
+        response["Content-Length"] = str(len(response.content))
+
+
 class HeadlessErrorShapeMiddleware:
     """Give allauth headless error bodies the project's error keys, keeping allauth's own.
 
@@ -154,4 +166,64 @@ class HeadlessErrorShapeMiddleware:
                 error.setdefault("detail", error.get("message", ""))
                 error.setdefault("attr", error.get("param"))
                 error.setdefault("code", "invalid")
-        response.content = json.dumps(body).encode()
+        json_body_replace(response, body)
+
+
+class OAuthErrorShapeMiddleware:
+    """Give the OAuth endpoints' JSON error bodies the project's error keys, keeping RFC 6749's.
+
+    The token, revocation, introspection and device endpoints answer RFC 6749 §5.2
+    `{"error": "...", "error_description": "..."}`, which every OAuth client library reads. The
+    body also gets `type` and `errors: [{"code", "detail", "attr"}]`, as allauth's do
+    (HeadlessErrorShapeMiddleware), so any API client reads any error the same way.
+    """
+
+    PREFIX = "/o/"
+    # A `detail` for errors sent without an `error_description` (RFC 6749 §5.2, RFC 8628 §3.5).
+    DETAILS = {
+        "invalid_request": "The request is missing a parameter, or has one that is not valid.",
+        "invalid_client": "The client could not be authenticated.",
+        "invalid_grant": (
+            "The authorization code, refresh token or device code is invalid, expired, revoked, "
+            "or was issued to another client."
+        ),
+        "unauthorized_client": "This client may not use this grant type.",
+        "unsupported_grant_type": "This grant type is not supported.",
+        "invalid_scope": "A requested scope is unknown, or not allowed for this client.",
+        "unsupported_token_type": "This token type cannot be revoked.",
+        "authorization_pending": "The user has not answered yet: poll again after the interval.",
+        "slow_down": "Polling too fast: wait 5 seconds more between polls from now on.",
+        "access_denied": "The user, or this server, refused the request.",
+        "expired_token": "The device code has expired: start again.",
+    }
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            request.path.startswith(self.PREFIX)
+            and response.status_code >= 400
+            and response.get("Content-Type", "").startswith("application/json")
+            and not getattr(response, "streaming", False)
+        ):
+            self.add_project_keys(response)
+        return response
+
+    @classmethod
+    def add_project_keys(cls, response: HttpResponse) -> None:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("error"), str) or "errors" in body:
+            return
+        body["type"] = (
+            "server_error"
+            if response.status_code >= 500
+            else ("validation_error" if body["error"] == "invalid_request" else "client_error")
+        )
+        detail = body.get("error_description") or cls.DETAILS.get(body["error"], body["error"])
+        body["errors"] = [{"code": body["error"], "detail": str(detail), "attr": None}]
+        json_body_replace(response, body)

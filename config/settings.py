@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "config.middleware.ClientIPMiddleware",
     "config.middleware.RequestIDMiddleware",
     "config.middleware.HeadlessErrorShapeMiddleware",
+    "config.middleware.OAuthErrorShapeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.HealthCheckMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -181,6 +182,8 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
     "django.contrib.auth.hashers.ScryptPasswordHasher",
+    # OAuth client secrets only (OAUTH2_PROVIDER["CLIENT_SECRET_HASHER"]); last, so no password uses it.
+    "oauth_provider.hashers.ClientSecretHasher",
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {
@@ -274,6 +277,8 @@ CONTENT_SECURITY_POLICY = {
 # --- Django REST framework ----------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First only for its 401 challenge (DRF takes WWW-Authenticate from the first class).
+        "config.api.authentication.ResourceMetadataChallenge",
         "accounts.authentication.DeviceSessionJWTAuthentication",
         "accounts.authentication.MFARequiredOAuth2Authentication",
         "config.api.authentication.RejectUnknownBearerToken",
@@ -434,6 +439,10 @@ if not OIDC_RSA_PRIVATE_KEY:
     OIDC_RSA_PRIVATE_KEY = load_or_create_rsa_key(DATA_DIR / "oidc_rsa_private_key.pem")
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "oauth_provider.validators.OAuth2Validator",
+    # No implicit, hybrid or password grant routed; PKCE S256 only (docs/decisions/0015).
+    "OIDC_SERVER_CLASS": "oauth_provider.server.Server",
+    # Client secrets are random and long: one salted HMAC, not a password KDF (oauth_provider/hashers.py).
+    "CLIENT_SECRET_HASHER": "client_secret_sha256",
     "OIDC_ENABLED": True,
     "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
     "OIDC_ISS_ENDPOINT": SITE_URL,
@@ -445,8 +454,20 @@ OAUTH2_PROVIDER = {
     "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600,
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    # A rotated refresh token presented again revokes its family at once, even in a race.
+    "REFRESH_TOKEN_GRACE_PERIOD_SECONDS": 0,
+    # The device grant (RFC 8628): the user's page, and polls at least this many seconds apart.
+    "OAUTH_DEVICE_VERIFICATION_URI": f"{SITE_URL}/o/device/",
+    "OAUTH_DEVICE_VERIFICATION_URI_COMPLETE": f"{SITE_URL}/o/device/?user_code={{user_code}}",
+    "DEVICE_FLOW_INTERVAL": 5,
+    # The validator reads the device code's user and scopes itself (validate_device_code).
+    "OAUTH_PRE_TOKEN_VALIDATION": [],
+    # Rows per DELETE of the hourly cleanup (oauth_provider.tasks.tokens_clear_expired).
+    "CLEAR_EXPIRED_TOKENS_BATCH_SIZE": env.int("OAUTH_CLEAR_EXPIRED_BATCH_SIZE", default=1000),
     "ALLOW_URI_WILDCARDS": False,
-    # Plain-HTTP redirect URIs only in the embedded default (loopback demo client).
+    # Only where a redirect has no client to ask: each client's own schemes (its loopback http,
+    # RFC 8252 §7.3, or its private-use scheme) come from its registered URIs, which
+    # oauth_provider/redirect_uris.py admitted (Application.get_allowed_schemes).
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"] if DEBUG else ["https"],
     "SCOPES": {
         "openid": "Sign you in with your account",
@@ -457,8 +478,31 @@ OAUTH2_PROVIDER = {
         "users:write": "Change your profile",
         "files:read": "Read your files",
         "files:write": "Upload and delete your files",
+        "organizations:read": "See your organizations and their members",
+        "organizations:write": "Manage your organizations, their members and invitations",
+        # A client permission, never put in a token: a resource server's right to introspect
+        # other clients' tokens (RFC 7662; docs/decisions/0015).
+        "introspection": "Check the access tokens presented to your service",
     },
     "DEFAULT_SCOPES": ["openid"],
+    # Discovery (oauth_provider/views_metadata.py): only what the server accepts. Public clients
+    # authenticate with PKCE alone ("none").
+    "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": [
+        "authorization_code",
+        "refresh_token",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ],
+    "OIDC_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["client_secret_basic", "client_secret_post", "none"],
+    # How long verifiers may cache the JWKS; a new signing key waits this long before it signs.
+    "OIDC_JWKS_MAX_AGE_SECONDS": env.int("OIDC_JWKS_MAX_AGE_SECONDS", default=3600),
+    # RFC 9728: the API is the resource at the site root (docs/decisions/0013).
+    "OAUTH2_PROTECTED_RESOURCE_IDENTIFIER": SITE_URL,
+    "OAUTH2_PROTECTED_RESOURCE_NAME": "Identity service API",
+    "OAUTH2_PROTECTED_RESOURCE_DOCUMENTATION": f"{SITE_URL}/api/v1/docs/",
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
@@ -469,6 +513,13 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
+    # Dynamic client registration (RFC 7591/7592) at /o/register/, behind an initial access token
+    # or a staff session (oauth_provider/views_registration.py, docs/decisions/0016).
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": (
+        "oauth_provider.views_registration.InitialAccessTokenOrStaffPermission",
+    ),
+    "DCR_ROTATE_REGISTRATION_TOKEN_ON_UPDATE": True,
 }
 
 # --- django-ratelimit -------------------------------------------------------------------------
@@ -575,3 +626,32 @@ ACCOUNTS_MFA_EMAIL_CODES_PER_WINDOW = env.int("ACCOUNTS_MFA_EMAIL_CODES_PER_WIND
 ACCOUNTS_MFA_EMAIL_CODE_WINDOW_MINUTES = env.int("ACCOUNTS_MFA_EMAIL_CODE_WINDOW_MINUTES", default=15)
 # Days an organization's e-mailed invitation link works; resending it starts a new period.
 ORGANIZATION_INVITATION_DAYS = env.int("ORGANIZATION_INVITATION_DAYS", default=7)
+
+# --- OAuth client registration ---
+# Scopes a client that registers itself with an initial access token may have, unless the token
+# names its own (docs/decisions/0016-oauth-client-registration-and-admin.md).
+OAUTH_REGISTRATION_SCOPES = env.list(
+    "OAUTH_REGISTRATION_SCOPES",
+    default=["openid", "profile", "email", "offline_access", "users:read", "files:read"],
+)
+# Days an initial access token works unless its issuer says otherwise.
+OAUTH_INITIAL_ACCESS_TOKEN_DAYS = env.int("OAUTH_INITIAL_ACCESS_TOKEN_DAYS", default=7)
+# Whether http://localhost redirect URIs may be registered, beside the loopback IP literals
+# (RFC 8252 §8.3 discourages them; many command-line and desktop clients use them).
+OAUTH_REDIRECT_URI_ALLOW_LOCALHOST = env.bool("OAUTH_REDIRECT_URI_ALLOW_LOCALHOST", default=True)
+# --- end of OAuth client registration ---
+
+# --- OAuth tokens (docs/decisions/0015-oauth-tokens-and-grants.md) ---
+# Days a refresh-token family lives from its first token, however often it is rotated (the
+# toolkit's REFRESH_TOKEN_EXPIRE_SECONDS above only ends a family left unused that long).
+OAUTH_REFRESH_TOKEN_MAX_AGE_DAYS = env.int("OAUTH_REFRESH_TOKEN_MAX_AGE_DAYS", default=90)
+# Seconds a device grant's device code and user code can be used (RFC 8628 §3.2).
+OAUTH_DEVICE_CODE_EXPIRE_SECONDS = env.int("OAUTH_DEVICE_CODE_EXPIRE_SECONDS", default=600)
+# User codes a signed-in user may try on the device page (django-ratelimit syntax).
+RATELIMIT_DEVICE_USER_CODE = env.str("RATELIMIT_DEVICE_USER_CODE", default="10/m")
+# --- end of OAuth tokens ---
+
+# --- OAuth signing keys ---
+# Seconds a web process may keep using its copy of the signing keys table: how long a rotation
+# (`manage.py oidc_keys`) takes to reach every worker. The JWKS lifetime is OIDC_JWKS_MAX_AGE_SECONDS.
+OAUTH_SIGNING_KEYS_REFRESH_SECONDS = env.int("OAUTH_SIGNING_KEYS_REFRESH_SECONDS", default=30)

@@ -12,6 +12,9 @@ from accounts import views as account_views
 from accounts import views_mfa as mfa_views
 from accounts import views_organizations as organization_views
 from config import health, views
+from oauth_provider import views_applications as oauth_application_views
+from oauth_provider import views_authorize as oauth_authorize_views
+from oauth_provider import views_metadata as oauth_metadata_views
 
 admin.site.site_header = "Identity administration"
 admin.site.site_title = "Identity admin"
@@ -72,12 +75,43 @@ urlpatterns = [
     # The second factor's page with the e-mailed fallback code (accounts/views_mfa.py).
     path("accounts/2fa/authenticate/", mfa_views.MFAAuthenticatePageView.as_view()),
     path("accounts/2fa/email-code/", mfa_views.email_code_request, name="mfa_email_code"),
+    # allauth's sign-in page filled from an authorization request's login_hint, and the
+    # applications the user authorized (oauth_provider/views_authorize.py, views_applications.py).
+    path("accounts/login/", oauth_authorize_views.LoginHintLoginView.as_view()),
+    path(
+        "accounts/applications/",
+        oauth_application_views.authorized_applications_page,
+        name="oauth_applications",
+    ),
+    path(
+        "accounts/applications/<str:client_id>/revoke/",
+        oauth_application_views.authorized_application_revoke,
+        name="oauth_application_revoke",
+    ),
     path("accounts/", include("allauth.urls")),
     *headless_mfa_urlpatterns,
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", include("config.api.urls")),
     re_path(r"^api/", views.api_not_found),
-    path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+    # Discovery at the issuer (the site root), and our API's protected-resource metadata
+    # (oauth_provider/views_metadata.py).
+    path(
+        ".well-known/openid-configuration",
+        oauth_metadata_views.OpenIDConfigurationView.as_view(),
+        name="oidc-configuration",
+    ),
+    path(
+        ".well-known/oauth-authorization-server",
+        oauth_metadata_views.AuthorizationServerMetadataView.as_view(),
+        name="oauth-authorization-server-metadata",
+    ),
+    path(
+        ".well-known/oauth-protected-resource",
+        oauth_metadata_views.ProtectedResourceMetadataView.as_view(),
+        name="oauth-protected-resource-metadata",
+    ),
+    # The authorization server (oauth_provider/urls.py: the toolkit's endpoints with our rules).
+    path("o/", include("oauth_provider.urls")),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
 ]

@@ -171,6 +171,8 @@ class DeletionUndoView(APIView):
 
 class DataExportCreateView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsFirstPartyCaller]
+    # Declared so that an OAuth token hears why it is refused: `first_party_only`.
+    required_scopes = {"post": ["users:read"]}
 
     @extend_schema(
         request=None,
@@ -201,6 +203,8 @@ class DataExportCreateView(APIView):
 
 class DataExportDetailView(APIView):
     permission_classes = [permissions.IsAuthenticated, IsFirstPartyCaller]
+    # Declared so that an OAuth token hears why it is refused: `first_party_only`.
+    required_scopes = {"get": ["users:read"]}
 
     @extend_schema(
         responses={

@@ -228,6 +228,14 @@ class OrganizationViewSet(
         "destroy": "accounts.delete_organization",
         "accept_invitation": "accounts.accept_organization_invitation",
     }
+    required_scopes = {
+        "list": ["organizations:read"],
+        "retrieve": ["organizations:read"],
+        "create": ["organizations:write"],
+        "partial_update": ["organizations:write"],
+        "destroy": ["organizations:write"],
+        "accept_invitation": ["organizations:write"],
+    }
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet[Organization]:
@@ -326,6 +334,12 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Organi
         "partial_update": "accounts.change_membership",
         "destroy": "accounts.delete_membership",
     }
+    required_scopes = {
+        "list": ["organizations:read"],
+        "retrieve": ["organizations:read"],
+        "partial_update": ["organizations:write"],
+        "destroy": ["organizations:write"],
+    }
     lookup_field = "user_id"
     lookup_value_regex = f"{UUID_PATTERN}|{ME}"
 
@@ -394,6 +408,12 @@ class InvitationViewSet(mixins.ListModelMixin, OrganizationChildViewSet):
         "create": "accounts.manage_organization_members",
         "destroy": "accounts.manage_organization_invitation",
         "resend": "accounts.manage_organization_invitation",
+    }
+    required_scopes = {
+        "list": ["organizations:read"],
+        "create": ["organizations:write"],
+        "destroy": ["organizations:write"],
+        "resend": ["organizations:write"],
     }
     lookup_value_regex = UUID_PATTERN
 

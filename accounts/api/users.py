@@ -107,6 +107,28 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "block": "accounts.block_user",
         "unblock": "accounts.block_user",
     }
+    # The scopes an OAuth access token needs per action (accounts.authentication); the policies
+    # above still decide whose data. Step-up actions and `delete_me` refuse OAuth tokens anyway.
+    required_scopes = {
+        "list": ["users:read"],
+        "retrieve": ["users:read"],
+        "me": ["users:read"],
+        "blocked_users": ["users:read"],
+        "partial_update": ["users:write"],
+        "update_me": ["users:write"],
+        "delete_me": ["users:write"],
+        "roles": ["users:write"],
+        "deactivate": ["users:write"],
+        "reactivate": ["users:write"],
+        "lock_down": ["users:write"],
+        "sign_out_everywhere": ["users:write"],
+        "send_password_reset": ["users:write"],
+        "resend_verification": ["users:write"],
+        "verify_email": ["users:write"],
+        "reset_mfa": ["users:write"],
+        "block": ["users:write"],
+        "unblock": ["users:write"],
+    }
 
     def get_queryset(self) -> UserQuerySet:
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular inspecting the view

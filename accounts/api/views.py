@@ -68,6 +68,8 @@ class SignedInDeviceViewSet(viewsets.ViewSet):
 
     permission_classes = [permissions.IsAuthenticated]
     lookup_value_regex = "[0-9a-f-]{36}"
+    # First-party only: no OAuth scope lists or ends the user's devices (accounts.authentication).
+    required_scopes: dict[str, list[str]] = {}
 
     @extend_schema(responses=SignedInDeviceSerializer(many=True))
     def list(self, request: Request) -> Response:

@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
+    get_device_grant_model,
     get_grant_model,
     get_id_token_model,
     get_refresh_token_model,
@@ -366,6 +367,8 @@ def user_purge(*, user_id: Any) -> bool:
         "oauth_refresh": delete_rows(get_refresh_token_model().objects.filter(user=user)),
         "oauth_id": delete_rows(get_id_token_model().objects.filter(user=user)),
         "oauth_grants": delete_rows(get_grant_model().objects.filter(user=user)),
+        "oauth_device_grants": delete_rows(get_device_grant_model().objects.filter(user=user)),
+        "oauth_consents": delete_rows(user.oauth_consents.all()),
         "files": user_files_purge(user=user),
     }
     AccountLockout.objects.filter(user=user).delete()

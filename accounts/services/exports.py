@@ -135,12 +135,26 @@ def _consents(user: User) -> list[dict[str, Any]]:
             by_application[application.pk] = {
                 "application": {"client_id": application.client_id, "name": application.name},
                 "scopes": set(),
+                "remembered_consents": [],
                 "grants": [],
                 "access_tokens": [],
                 "refresh_tokens": [],
             }
         return by_application[application.pk]
 
+    # The consent pages the user answered (oauth_provider.models.Consent), live and revoked.
+    for consent in user.oauth_consents.select_related("application").order_by("created_at"):
+        item = entry(consent.application)
+        if consent.revoked_at is None:
+            item["scopes"].update(consent.scopes.split())
+        item["remembered_consents"].append(
+            {
+                "scopes": consent.scopes.split(),
+                "first_authorized_at": consent.created_at,
+                "last_authorized_at": consent.last_authorized_at,
+                "revoked_at": consent.revoked_at,
+            }
+        )
     for grant in get_grant_model().objects.filter(user=user).select_related("application"):
         item = entry(grant.application)
         item["scopes"].update(grant.scope.split())

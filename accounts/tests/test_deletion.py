@@ -51,6 +51,7 @@ from accounts.tasks import users_purge_due
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from audit.models import AuditEvent
 from conftest import LogCapture
+from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application
 from oauth_provider.services import application_create
 
@@ -197,7 +198,7 @@ def oauth_tokens(user: User, application: Application, *, suffix: str) -> tuple[
         user=user,
         application=application,
         expires=timezone.now() + timedelta(minutes=10),
-        scope="openid profile",
+        scope="openid profile users:read users:write",
     )
     set_token_value(access, access_value)
     access.save()
@@ -793,6 +794,7 @@ def test_purge_anonymises_the_account_and_deletes_its_personal_data(media_root: 
     user_block(blocker=third, blocked=user)
     application, _ = oauth_application()
     oauth_tokens(user, application, suffix="purged")
+    consent_grant(user=user, application=application, scopes=["openid"], prompted=True)
     get_id_token_model().objects.create(
         user=user,
         application=application,
@@ -904,6 +906,8 @@ def test_purge_anonymises_the_account_and_deletes_its_personal_data(media_root: 
             "oauth_refresh": 1,
             "oauth_id": 1,
             "oauth_grants": 1,
+            "oauth_device_grants": 0,
+            "oauth_consents": 1,
             "files": 0,
         }
     }

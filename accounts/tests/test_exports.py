@@ -40,6 +40,7 @@ from accounts.tests.test_deletion import (
     verified_user,
 )
 from audit.models import AuditEvent
+from oauth_provider.consent_services import consent_grant
 
 # Exports are built when the request commits (eager Celery here), so these tests really commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -193,6 +194,7 @@ def test_the_bundle_holds_everything_about_the_user_and_no_secret() -> None:
         redirect_uri="https://printer.example/callback",
         scope="openid email",
     )
+    consent_grant(user=user, application=application, scopes=["openid", "email"], prompted=True)
     organization = Organization.objects.create(name="Analytical Engines", slug="engines")
     Membership.objects.create(organization=organization, user=user, role="admin")
     blocked, blocker = verified_user(), verified_user()
@@ -268,22 +270,28 @@ def test_the_bundle_holds_everything_about_the_user_and_no_secret() -> None:
     ]
     [consent] = bundle["consents"]
     assert consent["application"] == {"client_id": application.client_id, "name": "Photo printer"}
-    assert consent["scopes"] == ["email", "openid", "profile"]
+    assert consent["scopes"] == ["email", "openid", "profile", "users:read", "users:write"]
+    [remembered] = consent["remembered_consents"]
+    assert remembered["scopes"] == ["email", "openid"]
+    assert remembered["revoked_at"] is None
+    assert remembered["first_authorized_at"]
+    assert remembered["last_authorized_at"]
     assert [grant["scope"] for grant in consent["grants"]] == ["openid email"]
-    assert [token["scope"] for token in consent["access_tokens"]] == ["openid profile"]
+    assert [token["scope"] for token in consent["access_tokens"]] == ["openid profile users:read users:write"]
     assert [token["revoked_at"] for token in consent["refresh_tokens"]] == [None]
     assert bundle["organizations"] == [{"name": "Analytical Engines", "slug": "engines", "role": "admin"}]
     assert bundle["blocked_users"] == [blocked.username]
     assert bundle["files"] == []
     actions = [event["action"] for event in bundle["audit_events"]]
     assert actions == [
+        "oauth.consent.granted",
         "accounts.user.blocked",
         "accounts.user.blocked",
         "accounts.user.signed_in",
         "accounts.user.signed_in",
         "accounts.user.data_export_requested",
     ]
-    blocked_by_other = bundle["audit_events"][1]
+    blocked_by_other = bundle["audit_events"][2]
     assert {key: blocked_by_other[key] for key in ("actor_type", "actor", "target_type", "target")} == {
         "actor_type": "user",
         "actor": blocker.username,

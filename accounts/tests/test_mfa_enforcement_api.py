@@ -216,7 +216,7 @@ def test_an_oauth_access_token_of_staff_without_a_second_factor_is_refused_too()
         user=moderator,
         application=application,
         expires=timezone.now() + timedelta(minutes=10),
-        scope="openid",
+        scope="openid users:read",
     )
     set_token_value(access, "oauth-access-enforcement")
     access.save()

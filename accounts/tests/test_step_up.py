@@ -162,7 +162,10 @@ def oauth_access_token(user: User) -> str:
         name="Photo printer", owner=None, redirect_uris="https://printer.example/callback"
     ).application
     access = get_access_token_model()(
-        user=user, application=application, expires=timezone.now() + timedelta(minutes=10), scope="openid"
+        user=user,
+        application=application,
+        expires=timezone.now() + timedelta(minutes=10),
+        scope="openid users:read users:write",
     )
     set_token_value(access, "oauth-access-step-up")
     access.save()

@@ -81,6 +81,8 @@ class AuditEventViewSet(
     filterset_class = AuditEventFilter
     lookup_field = "event_id"
     lookup_value_regex = "[0-9a-f-]{36}"
+    # Staff tooling: no OAuth scope reads the audit trail (accounts.authentication).
+    required_scopes: dict[str, list[str]] = {}
 
     def get_queryset(self) -> AuditEventQuerySet:
         return AuditEvent.objects.order_by("-id")
@@ -150,6 +152,8 @@ class MyAuditEventListView(generics.ListAPIView[AuditEvent]):
     serializer_class = AuditEventSerializer
     permission_classes = [permissions.IsAuthenticated]
     pagination_class = AuditEventCursorPagination
+    # First-party only: no OAuth scope reads the caller's trail (accounts.authentication).
+    required_scopes: dict[str, list[str]] = {}
 
     def get_queryset(self) -> AuditEventQuerySet:
         return AuditEvent.objects.about_user(self.request.user.pk).order_by("-id")

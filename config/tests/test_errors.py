@@ -214,3 +214,24 @@ def test_unexpected_failure_outside_drf_is_a_500_in_the_error_shape(monkeypatch:
         "attr": None,
     }
     assert b"hunter2" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/o/token/", {"grant_type": "refresh_token", "refresh_token": "unknown", "client_id": "nobody"}),
+        ("/_allauth/app/v1/auth/login", {"username": "nobody"}),
+    ],
+)
+def test_reshaped_error_bodies_carry_their_own_content_length(
+    client: Client, path: str, data: dict[str, str]
+) -> None:
+    """The OAuth and allauth error bodies are rewritten after CommonMiddleware set the length: a
+    real HTTP client reads exactly `Content-Length` bytes, so the header must follow the body."""
+    content_type = "application/json" if path.startswith("/_allauth/") else None
+    response = client.post(path, data, content_type=content_type) if content_type else client.post(path, data)
+
+    assert response.status_code in {400, 401}
+    assert "errors" in response.json()
+    assert "type" in response.json()
+    assert int(response["Content-Length"]) == len(response.content)

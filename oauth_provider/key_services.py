@@ -1,0 +1,239 @@
+"""Writes on signing keys: add, activate (the active key retires), prune, and the safe rotation.
+
+The lifecycle and why each wait (docs/decisions/0013-oauth-keys-and-discovery.md):
+`next` (published, not signing) → `active` (signs) → `retired` (published until `publish_until`)
+→ deleted. Every step is audited with the kid, never the key material.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from jwcrypto import jwk
+from oauth2_provider.settings import oauth2_settings
+
+from accounts.encryption import secret_encrypt
+from accounts.models import User
+from audit.services import audit_record
+from oauth_provider.keys import (
+    jwks_max_age_seconds,
+    key_ring_invalidate,
+    private_key_parse,
+    refresh_seconds,
+    signing_key_activatable_at,
+)
+from oauth_provider.models import SigningKey
+
+RSA_KEY_BITS = 2048
+MIN_RSA_KEY_BITS = 2048
+
+
+@dataclass(frozen=True)
+class RotationStep:
+    """What `signing_keys_rotate` did: `added`, `activated` or `waiting` (nothing changed)."""
+
+    action: str
+    key: SigningKey
+    activatable_at: datetime | None = None
+    retired: SigningKey | None = None
+
+
+def retired_key_publish_until(retired_at: datetime) -> datetime:
+    """When a key retired at `retired_at` may leave the JWKS: every token it signed has expired.
+
+    The longest token lifetime (a worker that has not yet seen the activation may sign for one
+    more refresh interval), plus one JWKS lifetime as a margin for verifiers' clocks and caches.
+    """
+    longest_token = max(oauth2_settings.ID_TOKEN_EXPIRE_SECONDS, oauth2_settings.ACCESS_TOKEN_EXPIRE_SECONDS)
+    return retired_at + timedelta(seconds=longest_token + refresh_seconds() + jwks_max_age_seconds())
+
+
+def _new_private_key_pem() -> str:
+    key = jwk.JWK.generate(kty="RSA", size=RSA_KEY_BITS)
+    return key.export_to_pem(private_key=True, password=None).decode()
+
+
+def _validated_key(pem: str) -> jwk.JWK:
+    try:
+        loaded = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as error:
+        raise ValidationError("Not an unencrypted PEM private key.", code="signing_key_invalid") from error
+    if not isinstance(loaded, rsa.RSAPrivateKey) or loaded.key_size < MIN_RSA_KEY_BITS:
+        raise ValidationError(
+            "Signing keys are RSA keys of at least %(bits)s bits.",
+            code="signing_key_invalid",
+            params={"bits": MIN_RSA_KEY_BITS},
+        )
+    return private_key_parse(pem)
+
+
+def _lock_keys() -> list[SigningKey]:
+    """Serialize key changes: every row locked until the transaction ends (the table is tiny)."""
+    return list(SigningKey.objects.select_for_update().order_by("id"))
+
+
+def _keys_changed() -> None:
+    # This process re-reads at once; the others within OAUTH_SIGNING_KEYS_REFRESH_SECONDS.
+    key_ring_invalidate()
+    transaction.on_commit(key_ring_invalidate)
+
+
+def _save(key: SigningKey) -> None:
+    key.full_clean()
+    key.save()
+
+
+def _import_setting_key(*, actor: User | None, now: datetime) -> SigningKey:
+    """Make the `OIDC_RSA_PRIVATE_KEY` setting, which signed every token so far, the table's active key."""
+    pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY
+    parsed = _validated_key(pem)
+    key = SigningKey(
+        kid=parsed.thumbprint(),
+        state=SigningKey.State.ACTIVE,
+        private_key_encrypted=secret_encrypt(pem),
+        created_at=now,
+        activated_at=now,
+    )
+    _save(key)
+    audit_record(
+        action="oauth.signing_key.added",
+        actor=actor,
+        target=key,
+        metadata={"kid": key.kid, "algorithm": key.algorithm, "state": key.state, "source": "setting"},
+    )
+    return key
+
+
+@transaction.atomic
+def signing_key_add(*, actor: User | None = None, private_key_pem: str | None = None) -> SigningKey:
+    """Publish a new key (generated, or the PEM given); it signs only once activated."""
+    now = timezone.now()
+    if not _lock_keys():
+        _import_setting_key(actor=actor, now=now)
+    pem = private_key_pem if private_key_pem is not None else _new_private_key_pem()
+    parsed = _validated_key(pem)
+    key = SigningKey(
+        kid=parsed.thumbprint(),
+        state=SigningKey.State.NEXT,
+        private_key_encrypted=secret_encrypt(pem),
+        created_at=now,
+    )
+    _save(key)
+    audit_record(
+        action="oauth.signing_key.added",
+        actor=actor,
+        target=key,
+        metadata={"kid": key.kid, "algorithm": key.algorithm, "state": key.state, "source": "new"},
+    )
+    _keys_changed()
+    return key
+
+
+@transaction.atomic
+def signing_key_activate(*, key: SigningKey, actor: User | None = None, force: bool = False) -> SigningKey:
+    """Sign with `key` from now on; the active key retires and stays published until its tokens expire.
+
+    Refused while `key` has been published for less than one JWKS lifetime (verifiers holding a
+    cached JWKS would not know it), unless `force`d.
+    """
+    now = timezone.now()
+    locked = {row.pk: row for row in _lock_keys()}
+    if key.pk not in locked:
+        raise ValidationError("This signing key no longer exists.", code="signing_key_missing")
+    key = locked[key.pk]
+    if key.state == SigningKey.State.ACTIVE:
+        raise ValidationError("This key already signs.", code="signing_key_already_active")
+    if key.state == SigningKey.State.RETIRED and key.publish_until is not None and key.publish_until <= now:
+        raise ValidationError(
+            "This key is no longer published; add a new key instead.", code="signing_key_unpublished"
+        )
+    activatable_at = signing_key_activatable_at(key)
+    if now < activatable_at and not force:
+        raise ValidationError(
+            "Key %(kid)s has been published since %(since)s; verifiers may cache the JWKS for "
+            "%(max_age)s seconds, so it can sign from %(at)s (or force it).",
+            code="signing_key_too_new",
+            params={
+                "kid": key.kid,
+                "since": key.created_at.isoformat(),
+                "max_age": jwks_max_age_seconds(),
+                "at": activatable_at.isoformat(),
+            },
+        )
+    previous = next((row for row in locked.values() if row.state == SigningKey.State.ACTIVE), None)
+    if previous is not None:
+        previous.state = SigningKey.State.RETIRED
+        previous.retired_at = now
+        previous.publish_until = retired_key_publish_until(now)
+        _save(previous)
+        audit_record(
+            action="oauth.signing_key.retired",
+            actor=actor,
+            target=previous,
+            metadata={"kid": previous.kid, "publish_until": previous.publish_until.isoformat()},
+        )
+    key.state = SigningKey.State.ACTIVE
+    key.activated_at = now
+    key.retired_at = None
+    key.publish_until = None
+    _save(key)
+    audit_record(
+        action="oauth.signing_key.activated",
+        actor=actor,
+        target=key,
+        metadata={"kid": key.kid, "forced": force, "previous_kid": previous.kid if previous else None},
+    )
+    _keys_changed()
+    return key
+
+
+@transaction.atomic
+def signing_keys_prune(*, actor: User | None = None) -> list[str]:
+    """Delete retired keys past `publish_until` (idempotent); return their kids."""
+    now = timezone.now()
+    _lock_keys()
+    due = list(
+        SigningKey.objects.filter(state=SigningKey.State.RETIRED, publish_until__lte=now).order_by("id")
+    )
+    for key in due:
+        audit_record(
+            action="oauth.signing_key.pruned",
+            actor=actor,
+            target=key,
+            metadata={
+                "kid": key.kid,
+                "publish_until": key.publish_until.isoformat() if key.publish_until else None,
+            },
+        )
+        key.delete()
+    if due:
+        _keys_changed()
+    return [key.kid for key in due]
+
+
+@transaction.atomic
+def signing_keys_rotate(*, actor: User | None = None) -> RotationStep:
+    """Take the step of the safe rotation that is due: add a key, or activate one published long enough."""
+    now = timezone.now()
+    pending = max(
+        (row for row in _lock_keys() if row.state == SigningKey.State.NEXT),
+        key=lambda row: (row.created_at, row.pk),
+        default=None,
+    )
+    if pending is None:
+        added = signing_key_add(actor=actor)
+        return RotationStep(action="added", key=added, activatable_at=signing_key_activatable_at(added))
+    activatable_at = signing_key_activatable_at(pending)
+    if now < activatable_at:
+        return RotationStep(action="waiting", key=pending, activatable_at=activatable_at)
+    previous = SigningKey.objects.filter(state=SigningKey.State.ACTIVE).first()
+    activated = signing_key_activate(key=pending, actor=actor)
+    if previous is not None:
+        previous.refresh_from_db()
+    return RotationStep(action="activated", key=activated, retired=previous)

@@ -1,0 +1,276 @@
+"""Signing keys as the toolkit uses them: the key that signs and the published set, parsed once.
+
+Where the keys come from (docs/decisions/0013-oauth-keys-and-discovery.md):
+
+- With no `SigningKey` rows, the `OIDC_RSA_PRIVATE_KEY` setting is the one active key: the embedded
+  default, the tests, and every deployment until its first rotation.
+- `key_services.signing_key_add` first imports that key into the table as the active key, so the
+  key that signed every token so far stays published through the first rotation. From then on the
+  table is the source of truth and the setting is only a fallback: it signs, and is published,
+  when no row of the table can (none active, or the active one cannot be decrypted).
+
+Each process keeps a `KeyRing` (the parsed jwcrypto keys by `kid`, and the JWKS document). It
+re-reads the table's small index (kid, state, publish_until: one indexed query) at most every
+`OAUTH_SIGNING_KEYS_REFRESH_SECONDS`, and decrypts and parses a PEM only for a `kid` it has not
+seen before. A rotation made by any process reaches every gunicorn worker within that interval,
+without a restart, and no request parses a PEM. The process that makes a change drops its own
+copy at once (`key_ring_invalidate`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.fernet import InvalidToken
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from jwcrypto import jwk, jws
+from jwcrypto.common import JWException
+from oauth2_provider.settings import oauth2_settings
+
+from accounts.encryption import secret_decrypt
+from oauth_provider.models import SigningKey
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REFRESH_SECONDS = 30
+
+
+def refresh_seconds() -> int:
+    """How stale a process's key ring may be: how long a rotation takes to reach every worker."""
+    return int(getattr(settings, "OAUTH_SIGNING_KEYS_REFRESH_SECONDS", DEFAULT_REFRESH_SECONDS))
+
+
+def jwks_max_age_seconds() -> int:
+    """How long verifiers and HTTP caches may keep a copy of the JWKS (its `max-age`)."""
+    return int(oauth2_settings.OIDC_JWKS_MAX_AGE_SECONDS)
+
+
+def private_key_parse(pem: str) -> jwk.JWK:
+    """Parse a PEM private key: the expensive step, done once per key and process."""
+    return jwk.JWK.from_pem(pem.encode())
+
+
+@dataclass(frozen=True)
+class PublishedKey:
+    """A key in the JWKS; `key` holds the private half (it signs when `state` is active)."""
+
+    kid: str
+    algorithm: str
+    state: str
+    key: jwk.JWK
+    from_setting: bool = False
+    publish_until: datetime | None = None
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {"kid": self.kid, "use": "sig", "alg": self.algorithm, **self.key.export_public(as_dict=True)}
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    signing: PublishedKey
+    published: Mapping[str, PublishedKey]  # by kid, the signing key first
+    jwks: Mapping[str, Any]
+
+
+def _published_rows() -> QuerySet[SigningKey]:
+    return SigningKey.objects.filter(
+        Q(state__in=[SigningKey.State.NEXT, SigningKey.State.ACTIVE])
+        | Q(state=SigningKey.State.RETIRED, publish_until__gt=timezone.now())
+    )
+
+
+class KeyRingCache:
+    """One process's keys: the table's index re-read at most every `refresh_seconds()`."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ring: KeyRing | None = None
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._checked_at = float("-inf")
+        self._table_keys: dict[str, jwk.JWK] = {}  # kid -> parsed key, kept while published
+        self._setting_key: tuple[str, PublishedKey] | None = None  # (PEM digest, key)
+
+    def get(self) -> KeyRing:
+        ring = self._ring
+        if ring is not None and not self._stale():
+            return ring
+        with self._lock:
+            if self._ring is not None and not self._stale():
+                return self._ring
+            return self._refresh()
+
+    def invalidate(self) -> None:
+        """Re-read the table on next use (parsed keys are kept: a kid names one key forever)."""
+        self._checked_at = float("-inf")
+
+    def _stale(self) -> bool:
+        return self._clock() - self._checked_at >= refresh_seconds()
+
+    def _refresh(self) -> KeyRing:
+        index = tuple(
+            _published_rows()
+            .order_by("-created_at", "-id")
+            .values_list("kid", "algorithm", "state", "publish_until")
+        )
+        setting_pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY or ""
+        fingerprint = (index, hashlib.sha256(setting_pem.encode()).hexdigest())
+        if self._ring is None or fingerprint != self._fingerprint:
+            self._ring = self._build(index, setting_pem)
+            self._fingerprint = fingerprint
+        self._checked_at = self._clock()
+        return self._ring
+
+    def _build(self, index: tuple[tuple[str, str, str, datetime | None], ...], setting_pem: str) -> KeyRing:
+        self._parse_table_keys([kid for kid, *_ in index])
+        from_table: dict[str, PublishedKey] = {}
+        signing: PublishedKey | None = None
+        for kid, algorithm, state, publish_until in index:
+            if kid not in self._table_keys:
+                continue  # could not be decrypted (logged): left out
+            published = PublishedKey(
+                kid=kid,
+                algorithm=algorithm,
+                state=state,
+                key=self._table_keys[kid],
+                publish_until=publish_until,
+            )
+            from_table[kid] = published
+            if state == SigningKey.State.ACTIVE:
+                signing = published
+        if signing is None:
+            signing = self.setting_key(setting_pem)
+            if index:
+                logger.error(
+                    "No usable active signing key in the table; OIDC_RSA_PRIVATE_KEY (kid %s) signs.",
+                    signing.kid,
+                )
+        published_keys = {signing.kid: signing, **{k: v for k, v in from_table.items() if k != signing.kid}}
+        return KeyRing(
+            signing=signing,
+            published=published_keys,
+            jwks={"keys": [key.public_jwk() for key in published_keys.values()]},
+        )
+
+    def _parse_table_keys(self, kids: list[str]) -> None:
+        self._table_keys = {kid: key for kid, key in self._table_keys.items() if kid in kids}
+        if self._setting_key is not None and self._setting_key[1].kid in kids:
+            # The setting key imported by the first rotation: already parsed.
+            self._table_keys.setdefault(self._setting_key[1].kid, self._setting_key[1].key)
+        missing = [kid for kid in kids if kid not in self._table_keys]
+        if not missing:
+            return
+        for kid, encrypted in SigningKey.objects.filter(kid__in=missing).values_list(
+            "kid", "private_key_encrypted"
+        ):
+            try:
+                key = private_key_parse(secret_decrypt(encrypted))
+            except (InvalidToken, ValueError, TypeError):
+                logger.error("Signing key %s cannot be decrypted with the configured keys; left out.", kid)
+                continue
+            if key.thumbprint() != kid:
+                logger.error("Signing key %s does not match its kid; left out.", kid)
+                continue
+            self._table_keys[kid] = key
+
+    def setting_key(self, pem: str) -> PublishedKey:
+        """The `OIDC_RSA_PRIVATE_KEY` setting as a key, parsed once per PEM."""
+        if not pem:
+            raise ImproperlyConfigured("You must set OIDC_RSA_PRIVATE_KEY to use RSA algorithm")
+        digest = hashlib.sha256(pem.encode()).hexdigest()
+        if self._setting_key is None or self._setting_key[0] != digest:
+            key = private_key_parse(pem)
+            published = PublishedKey(
+                kid=key.thumbprint(),
+                algorithm=SigningKey.Algorithm.RS256,
+                state=SigningKey.State.ACTIVE,
+                key=key,
+                from_setting=True,
+            )
+            self._setting_key = (digest, published)
+        return self._setting_key[1]
+
+
+_cache = KeyRingCache()
+
+
+def key_ring() -> KeyRing:
+    """This process's keys, at most `refresh_seconds()` behind the table."""
+    return _cache.get()
+
+
+def key_ring_invalidate() -> None:
+    """Make this process re-read the table on next use (after a change it made)."""
+    _cache.invalidate()
+
+
+def signing_key() -> PublishedKey:
+    """The key new RS256 tokens are signed with."""
+    return key_ring().signing
+
+
+def jwks_document() -> Mapping[str, Any]:
+    """The public JWKS: every published key (next, active, retired until `publish_until`)."""
+    return key_ring().jwks
+
+
+def id_token_verification_key(token: str) -> jwk.JWK | None:
+    """The published key an RS256 token names in its `kid` header, retired keys included.
+
+    None for other tokens (HS256 ones are verified with their client's secret) and for a kid that
+    is not published.
+    """
+    unverified = jws.JWS()
+    try:
+        unverified.deserialize(token)
+        header = unverified.jose_header
+    except (JWException, ValueError):
+        return None
+    kid = header.get("kid")
+    if header.get("alg") != SigningKey.Algorithm.RS256 or not isinstance(kid, str):
+        return None
+    published = key_ring().published.get(kid)
+    return published.key if published is not None else None
+
+
+def setting_key_kid() -> str:
+    """The kid of the `OIDC_RSA_PRIVATE_KEY` setting (parsed once)."""
+    return _cache.setting_key(oauth2_settings.OIDC_RSA_PRIVATE_KEY or "").kid
+
+
+def signing_key_list() -> QuerySet[SigningKey]:
+    """Every key of the table, newest first (retired keys past `publish_until` included until pruned)."""
+    return SigningKey.objects.order_by("-created_at", "-id")
+
+
+def signing_key_activatable_at(key: SigningKey) -> datetime:
+    """When a key has been published long enough to sign: every cached JWKS copy then has it.
+
+    One JWKS lifetime (the `max-age` verifiers and HTTP caches honour), plus the time the key takes
+    to reach every worker's JWKS.
+    """
+    return key.created_at + timedelta(seconds=jwks_max_age_seconds() + refresh_seconds())
+
+
+def _invalidate_on_setting_change(*, setting: str, **kwargs: Any) -> None:
+    if setting in {
+        "OAUTH2_PROVIDER",
+        "OAUTH_SIGNING_KEYS_REFRESH_SECONDS",
+        "SECRET_KEY",
+        "MFA_ENCRYPTION_KEYS",
+    }:
+        key_ring_invalidate()
+
+
+setting_changed.connect(_invalidate_on_setting_change)

@@ -1,0 +1,131 @@
+"""List and rotate the keys that sign ID tokens (docs/decisions/0013-oauth-keys-and-discovery.md).
+
+manage.py oidc_keys list
+manage.py oidc_keys rotate     # the step that is due: add a key, or activate it once safe
+manage.py oidc_keys add [--pem-file PATH]
+manage.py oidc_keys activate [KID] [--force]
+manage.py oidc_keys prune
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from oauth_provider.key_services import (
+    signing_key_activate,
+    signing_key_add,
+    signing_keys_prune,
+    signing_keys_rotate,
+)
+from oauth_provider.keys import setting_key_kid, signing_key, signing_key_activatable_at, signing_key_list
+from oauth_provider.models import SigningKey
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "-"
+
+
+class Command(BaseCommand):
+    help = "List, add, activate and prune the OIDC signing keys; `rotate` takes the next safe step."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        commands = parser.add_subparsers(dest="action", required=True)
+        commands.add_parser("list", help="Show every key, its state and dates.")
+        add = commands.add_parser("add", help="Publish a new key that does not sign yet.")
+        add.add_argument(
+            "--pem-file", type=Path, help="Import this PEM RSA private key instead of generating one."
+        )
+        activate = commands.add_parser("activate", help="Sign with a published key; the active key retires.")
+        activate.add_argument("kid", nargs="?", help="The key to activate (default: the newest `next` key).")
+        activate.add_argument(
+            "--force",
+            action="store_true",
+            help="Activate before one JWKS lifetime has passed (breaks cached verifiers).",
+        )
+        commands.add_parser(
+            "rotate", help="Add a key, or activate the pending one once it is safe; print what is next."
+        )
+        commands.add_parser("prune", help="Delete retired keys whose tokens have all expired.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            getattr(self, f"handle_{options['action']}")(**options)
+        except ValidationError as error:
+            raise CommandError(" ".join(error.messages)) from error
+
+    def handle_list(self, **options: Any) -> None:
+        keys = list(signing_key_list())
+        if not keys:
+            self.stdout.write(
+                f"No keys in the table: OIDC_RSA_PRIVATE_KEY (kid {setting_key_kid()}) signs. "
+                "`oidc_keys rotate` imports it and starts a rotation."
+            )
+            return
+        self.stdout.write(f"{'kid':<44}  {'state':<8}  {'created':<23}  {'activated':<23}  publish until")
+        for key in keys:
+            self.stdout.write(
+                f"{key.kid:<44}  {key.state:<8}  {_when(key.created_at):<23}  {_when(key.activated_at):<23}  "
+                f"{_when(key.publish_until)}"
+            )
+        if not signing_key().from_setting and setting_key_kid() not in {key.kid for key in keys}:
+            self.stdout.write(
+                f"OIDC_RSA_PRIVATE_KEY (kid {setting_key_kid()}) is not used: the table's keys sign."
+            )
+
+    def handle_add(self, *, pem_file: Path | None = None, **options: Any) -> None:
+        pem = pem_file.read_text() if pem_file else None
+        key = signing_key_add(private_key_pem=pem)
+        self.stdout.write(f"Added {key.kid}: published now, not signing yet.")
+        self._next_activation(key)
+
+    def handle_activate(self, *, kid: str | None = None, force: bool = False, **options: Any) -> None:
+        candidates = (
+            SigningKey.objects.filter(kid=kid)
+            if kid
+            else SigningKey.objects.filter(state=SigningKey.State.NEXT)
+        )
+        key = candidates.order_by("-created_at", "-id").first()
+        if key is None:
+            raise CommandError(
+                f"No key {kid}." if kid else "No `next` key to activate: run `oidc_keys add` first."
+            )
+        previous = SigningKey.objects.filter(state=SigningKey.State.ACTIVE).first()
+        key = signing_key_activate(key=key, force=force)
+        self.stdout.write(f"Activated {key.kid}: it signs new tokens.")
+        if previous is not None:
+            previous.refresh_from_db()
+            self._next_prune(previous)
+
+    def handle_rotate(self, **options: Any) -> None:
+        step = signing_keys_rotate()
+        if step.action == "added":
+            self.stdout.write(f"Step 1 of 3 done: added {step.key.kid}, published now, not signing yet.")
+            self._next_activation(step.key)
+        elif step.action == "waiting":
+            self.stdout.write(f"Nothing to do yet: {step.key.kid} is published but too recently to sign.")
+            self._next_activation(step.key)
+        else:
+            self.stdout.write(f"Step 2 of 3 done: {step.key.kid} signs new tokens.")
+            if step.retired is not None:
+                self._next_prune(step.retired)
+
+    def handle_prune(self, **options: Any) -> None:
+        kids = signing_keys_prune()
+        self.stdout.write(f"Pruned {', '.join(kids)}." if kids else "Nothing to prune.")
+
+    def _next_activation(self, key: SigningKey) -> None:
+        self.stdout.write(
+            f"Next: after {_when(signing_key_activatable_at(key))} (when every cached JWKS has it), run "
+            f"`oidc_keys rotate` again (or `oidc_keys activate {key.kid}`)."
+        )
+
+    def _next_prune(self, retired: SigningKey) -> None:
+        self.stdout.write(
+            f"{retired.kid} is retired and stays published until {_when(retired.publish_until)}, when every "
+            "token it signed has expired; then `oidc_keys prune` (the hourly beat job does it) removes it."
+        )

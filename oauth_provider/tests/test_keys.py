@@ -1,0 +1,606 @@
+"""Signing keys: the JWKS, ID tokens signed by kid, rotation end to end, the per-process key ring."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import IntegrityError, transaction
+from django.test import Client
+from django.utils import timezone
+from jwcrypto import jwk, jws, jwt
+
+from accounts.encryption import secret_decrypt
+from accounts.models import User
+from audit.models import AuditEvent
+from config.celery import app as celery_app
+from oauth_provider import keys
+from oauth_provider.key_services import (
+    signing_key_activate,
+    signing_key_add,
+    signing_keys_prune,
+)
+from oauth_provider.models import Application, SigningKey
+from oauth_provider.services import IssuedClient, application_create
+from oauth_provider.tasks import signing_keys_prune as signing_keys_prune_task
+from oauth_provider.validators import OAuth2Validator
+
+pytestmark = pytest.mark.django_db
+
+REDIRECT_URI = "https://rp.example.com/callback"
+JWKS_URL = "/o/.well-known/jwks.json"
+MAX_AGE = 3600  # OIDC_JWKS_MAX_AGE_SECONDS
+REFRESH = 30  # OAUTH_SIGNING_KEYS_REFRESH_SECONDS
+# A retired key stays published for the longest token lifetime (access, 600 s), one refresh
+# interval and one JWKS lifetime.
+RETIRED_KEY_PUBLISHED_SECONDS = 600 + REFRESH + MAX_AGE
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def relying_party() -> IssuedClient:
+    """A confidential client, trusted so no consent page stands between the tests and a code."""
+    return application_create(
+        name="Relying party", owner=None, redirect_uris=REDIRECT_URI, skip_authorization=True
+    )
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorization_request(issued: IssuedClient, *, challenge: str, **extra: str) -> dict[str, str]:
+    return {
+        "response_type": "code",
+        "client_id": issued.application.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "scope": "openid",
+        "state": "state-1",
+        "nonce": "nonce-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+
+
+def authorize(browser: Client, params: dict[str, str]) -> dict[str, list[str]]:
+    """The query of the redirect back to the client, through the consent page if one is shown."""
+    response = browser.get("/o/authorize/", params)
+    if response.status_code == 200:  # a consent page: allow
+        response = browser.post("/o/authorize/", {**params, "allow": "Authorize"})
+    assert response.status_code == 302, response.content
+    location = urlsplit(response["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == REDIRECT_URI
+    return parse_qs(location.query)
+
+
+def id_token_from_code_flow(browser: Client, issued: IssuedClient) -> str:
+    """An ID token through a real authorization-code flow with PKCE (the browser is signed in)."""
+    verifier, challenge = pkce_pair()
+    query = authorize(browser, authorization_request(issued, challenge=challenge))
+    credentials = base64.b64encode(f"{issued.application.client_id}:{issued.client_secret}".encode()).decode()
+    response = Client().post(
+        "/o/token/",
+        {
+            "grant_type": "authorization_code",
+            "code": query["code"][0],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+        },
+        HTTP_AUTHORIZATION=f"Basic {credentials}",
+    )
+    assert response.status_code == 200, response.content
+    return str(response.json()["id_token"])
+
+
+def header_kid(token: str) -> str:
+    unverified = jws.JWS()
+    unverified.deserialize(token)
+    return str(unverified.jose_header["kid"])
+
+
+def jwks_over_http() -> dict[str, Any]:
+    response = Client().get(JWKS_URL)
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def verified_claims(token: str) -> dict[str, Any]:
+    """The claims of `token` verified as a relying party would: against the JWKS, by its kid."""
+    key_set = jwk.JWKSet.from_json(json.dumps(jwks_over_http()))
+    return dict(json.loads(jwt.JWT(jwt=token, key=key_set, algs=["RS256"]).claims))
+
+
+def token_verifies(token: str) -> bool:
+    try:
+        verified_claims(token)
+    except (jwt.JWTMissingKey, jws.InvalidJWSSignature):
+        return False
+    return True
+
+
+def published_kids() -> list[str]:
+    return [key["kid"] for key in jwks_over_http()["keys"]]
+
+
+def setting_kid() -> str:
+    return str(jwk.JWK.from_pem(settings.OIDC_RSA_PRIVATE_KEY.encode()).thumbprint())
+
+
+def key_events() -> list[tuple[str, dict[str, Any]]]:
+    events = AuditEvent.objects.filter(action__startswith="oauth.signing_key.").order_by("id")
+    return [(event.action, event.metadata) for event in events]
+
+
+def states() -> dict[str, str]:
+    return dict(SigningKey.objects.values_list("kid", "state"))
+
+
+def rsa_pem(bits: int = 2048) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class WorkerClock:
+    """The monotonic clock of a simulated worker process."""
+
+    seconds: float = 1_000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_ring() -> Iterator[None]:
+    """Every test starts as a new process would, and leaves no copy of its rolled-back keys behind."""
+    keys.key_ring_invalidate()
+    yield
+    keys.key_ring_invalidate()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    frozen = Clock(now=timezone.now())
+    monkeypatch.setattr(timezone, "now", lambda: frozen.now)
+    return frozen
+
+
+@pytest.fixture
+def browser(user: User) -> Client:
+    signed_in = Client()
+    signed_in.force_login(user)
+    return signed_in
+
+
+# --- the JWKS and ID tokens ------------------------------------------------------------------------
+
+
+def test_with_no_keys_in_the_table_the_setting_key_is_published_with_its_kid(client: Client) -> None:
+    response = client.get(JWKS_URL)
+
+    assert response.status_code == 200
+    assert response["Cache-Control"] == f"public, max-age={MAX_AGE}, stale-if-error={MAX_AGE}"
+    assert response["Access-Control-Allow-Origin"] == "*"
+    public = json.loads(jwk.JWK.from_pem(settings.OIDC_RSA_PRIVATE_KEY.encode()).export_public())
+    assert response.json() == {"keys": [{"kid": setting_kid(), "use": "sig", "alg": "RS256", **public}]}
+    assert SigningKey.objects.count() == 0
+
+
+def test_an_id_token_from_the_code_flow_verifies_against_the_jwks_by_kid(browser: Client, user: User) -> None:
+    issued = relying_party()
+
+    token = id_token_from_code_flow(browser, issued)
+
+    assert header_kid(token) == setting_kid()
+    claims = verified_claims(token)
+    assert claims["iss"] == settings.SITE_URL == "http://127.0.0.1:8000"
+    assert claims["aud"] == issued.application.client_id
+    assert claims["sub"] == str(user.pk)
+    assert claims["nonce"] == "nonce-1"
+
+
+def test_hs256_clients_keep_signing_with_their_secret() -> None:
+    application = Application(algorithm=Application.HS256_ALGORITHM, client_secret="s" * 40)
+
+    assert application.jwk_key.export(as_dict=True, private_key=True) == {
+        "kty": "oct",
+        "k": base64.urlsafe_b64encode(b"s" * 40).rstrip(b"=").decode(),
+    }
+
+
+# --- rotation end to end -----------------------------------------------------------------------------
+
+
+def test_rotation_publishes_before_signing_and_keeps_the_old_key_until_its_tokens_expire(
+    browser: Client, clock: Clock
+) -> None:
+    issued = relying_party()
+    old_kid = setting_kid()
+    old_token = id_token_from_code_flow(browser, issued)
+
+    # 1. A new key is published at once, and does not sign yet.
+    new = signing_key_add()
+
+    assert states() == {old_kid: "active", new.kid: "next"}  # the setting key was imported first
+    assert published_kids() == [old_kid, new.kid]
+    assert header_kid(id_token_from_code_flow(browser, issued)) == old_kid
+
+    # 2. Activating it before every cached JWKS can have it is refused, and changes nothing.
+    clock.advance(MAX_AGE + REFRESH - 1)
+    with pytest.raises(ValidationError) as refused:
+        signing_key_activate(key=new)
+
+    assert refused.value.code == "signing_key_too_new"
+    assert states() == {old_kid: "active", new.kid: "next"}
+    assert [action for action, _ in key_events()] == ["oauth.signing_key.added", "oauth.signing_key.added"]
+
+    # 3. One JWKS lifetime later it signs; the old key is retired but still published.
+    clock.advance(1)
+    activated_at = clock.now
+    signing_key_activate(key=new)
+
+    retired = SigningKey.objects.get(kid=old_kid)
+    assert (retired.state, retired.retired_at) == ("retired", activated_at)
+    assert retired.publish_until == activated_at + timedelta(seconds=RETIRED_KEY_PUBLISHED_SECONDS)
+    assert SigningKey.objects.get(kid=new.kid).activated_at == activated_at
+    new_token = id_token_from_code_flow(browser, issued)
+    assert header_kid(new_token) == new.kid
+    assert published_kids() == [new.kid, old_kid]
+    assert token_verifies(new_token)
+    assert token_verifies(old_token)
+
+    # 4. Pruning leaves it alone until publish_until, then removes it from the JWKS.
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS - 1)
+    assert signing_keys_prune() == []
+    assert published_kids() == [new.kid, old_kid]
+
+    clock.advance(1)
+    assert signing_keys_prune() == [old_kid]
+
+    assert states() == {new.kid: "active"}
+    assert published_kids() == [new.kid]
+    assert not token_verifies(old_token)
+    assert token_verifies(new_token)
+    assert key_events() == [
+        (
+            "oauth.signing_key.added",
+            {"kid": old_kid, "algorithm": "RS256", "state": "active", "source": "setting"},
+        ),
+        ("oauth.signing_key.added", {"kid": new.kid, "algorithm": "RS256", "state": "next", "source": "new"}),
+        ("oauth.signing_key.retired", {"kid": old_kid, "publish_until": retired.publish_until.isoformat()}),
+        ("oauth.signing_key.activated", {"kid": new.kid, "forced": False, "previous_kid": old_kid}),
+        ("oauth.signing_key.pruned", {"kid": old_kid, "publish_until": retired.publish_until.isoformat()}),
+    ]
+
+
+def test_a_rotation_reaches_another_worker_within_the_refresh_interval(
+    browser: Client, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = relying_party()
+    old_kid = setting_kid()
+    worker_clock = WorkerClock()
+    other_worker = keys.KeyRingCache(clock=worker_clock)
+
+    with monkeypatch.context() as served_by_the_other_worker:
+        served_by_the_other_worker.setattr(keys, "_cache", other_worker)
+        assert published_kids() == [old_kid]
+
+    new = signing_key_add()  # in this process (a management command, say)
+    clock.advance(MAX_AGE + REFRESH)
+    signing_key_activate(key=new)
+
+    with monkeypatch.context() as served_by_the_other_worker:
+        served_by_the_other_worker.setattr(keys, "_cache", other_worker)
+        # Its copy is up to one refresh interval old: it still signs with the old key, which stays
+        # published, so what it signs verifies everywhere.
+        stale_token = id_token_from_code_flow(browser, issued)
+        assert header_kid(stale_token) == old_kid
+        assert published_kids() == [old_kid]
+
+        worker_clock.seconds += REFRESH
+        fresh_token = id_token_from_code_flow(browser, issued)
+
+        assert header_kid(fresh_token) == new.kid
+        assert published_kids() == [new.kid, old_kid]
+    assert token_verifies(stale_token)
+    assert token_verifies(fresh_token)
+
+
+def test_a_forced_activation_skips_the_wait_and_says_so(browser: Client) -> None:
+    issued = relying_party()
+    new = signing_key_add()
+
+    signing_key_activate(key=new, force=True)
+
+    assert header_kid(id_token_from_code_flow(browser, issued)) == new.kid
+    assert key_events()[-1] == (
+        "oauth.signing_key.activated",
+        {"kid": new.kid, "forced": True, "previous_kid": setting_kid()},
+    )
+
+
+def test_a_retired_key_can_sign_again_at_once_while_it_is_published(browser: Client, clock: Clock) -> None:
+    issued = relying_party()
+    new = signing_key_add()
+    clock.advance(MAX_AGE + REFRESH)
+    signing_key_activate(key=new)
+    old = SigningKey.objects.get(kid=setting_kid())
+
+    signing_key_activate(key=old)  # rolling back a bad key needs no wait: verifiers have the old one
+
+    assert states() == {old.kid: "active", new.kid: "retired"}
+    assert header_kid(id_token_from_code_flow(browser, issued)) == old.kid
+
+
+def test_activation_refuses_the_active_key_and_a_key_no_longer_published(clock: Clock) -> None:
+    new = signing_key_add()
+    clock.advance(MAX_AGE + REFRESH)
+    signing_key_activate(key=new)
+    old = SigningKey.objects.get(kid=setting_kid())
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+    before = (states(), AuditEvent.objects.count())
+
+    with pytest.raises(ValidationError) as active:
+        signing_key_activate(key=new)
+    with pytest.raises(ValidationError) as unpublished:
+        signing_key_activate(key=old, force=True)
+
+    assert (active.value.code, unpublished.value.code) == (
+        "signing_key_already_active",
+        "signing_key_unpublished",
+    )
+    assert (states(), AuditEvent.objects.count()) == before
+
+
+def test_a_retired_key_still_verifies_id_token_hints_while_it_is_published(browser: Client) -> None:
+    """RP-initiated logout reads the ID token hint with the key its kid names, retired ones too."""
+    issued = relying_party()
+    old_token = id_token_from_code_flow(browser, issued)
+    signing_key_activate(key=signing_key_add(), force=True)
+    validator = OAuth2Validator()
+
+    assert keys.id_token_verification_key(old_token) is not None
+    assert keys.id_token_verification_key(old_token).thumbprint() == setting_kid()  # type: ignore[union-attr]
+    assert validator._load_id_token(old_token) is not None
+    response = browser.get(
+        "/o/logout/", {"id_token_hint": old_token, "client_id": issued.application.client_id}
+    )
+    assert response.status_code == 200  # the confirmation page: the hint was accepted
+
+
+def test_id_token_verification_key_refuses_what_it_cannot_vouch_for() -> None:
+    stranger = jwk.JWK.generate(kty="RSA", size=2048)
+    unknown = jwt.JWT(header={"alg": "RS256", "kid": stranger.thumbprint()}, claims={"aud": "x"})
+    unknown.make_signed_token(stranger)
+    hmac = jwt.JWT(header={"alg": "HS256", "kid": setting_kid()}, claims={"aud": "x"})
+    hmac.make_signed_token(jwk.JWK(kty="oct", k=base64.urlsafe_b64encode(b"k" * 32).decode()))
+
+    assert keys.id_token_verification_key(unknown.serialize()) is None
+    assert keys.id_token_verification_key(hmac.serialize()) is None  # never an RSA key for an HMAC token
+    assert keys.id_token_verification_key("not a token") is None
+
+
+# --- the process cache ---------------------------------------------------------------------------------
+
+
+def test_each_pem_is_parsed_once_per_process_never_per_request(
+    browser: Client, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    parse = keys.private_key_parse
+
+    def counting_parse(pem: str) -> jwk.JWK:
+        parsed.append(pem)
+        return parse(pem)
+
+    monkeypatch.setattr(keys, "private_key_parse", counting_parse)
+    worker_clock = WorkerClock()
+    monkeypatch.setattr(keys, "_cache", keys.KeyRingCache(clock=worker_clock))  # a new process
+    issued = relying_party()
+
+    for _ in range(3):
+        id_token_from_code_flow(browser, issued)
+        jwks_over_http()
+        worker_clock.seconds += REFRESH  # re-reading the table does not parse again
+    assert parsed == [settings.OIDC_RSA_PRIVATE_KEY]
+
+    new = signing_key_add()
+    clock.advance(MAX_AGE + REFRESH)
+    signing_key_activate(key=new)
+    for _ in range(3):
+        worker_clock.seconds += REFRESH
+        id_token_from_code_flow(browser, issued)
+        jwks_over_http()
+
+    assert len(parsed) == 2  # only the new key; the imported setting key was already parsed
+    assert jwk.JWK.from_pem(parsed[1].encode()).thumbprint() == new.kid
+
+
+def test_the_private_key_is_encrypted_at_rest() -> None:
+    pem = rsa_pem()
+
+    key = signing_key_add(private_key_pem=pem)
+
+    stored = SigningKey.objects.get(pk=key.pk).private_key_encrypted
+    assert "PRIVATE KEY" not in stored
+    assert secret_decrypt(stored) == pem
+    assert key.kid == jwk.JWK.from_pem(pem.encode()).thumbprint()
+
+
+def test_a_key_that_can_no_longer_be_decrypted_is_left_out_and_the_setting_key_signs(
+    browser: Client, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    issued = relying_party()
+    new = signing_key_add()
+    signing_key_activate(key=new, force=True)
+
+    settings.MFA_ENCRYPTION_KEYS = ["a different encryption key"]
+    with caplog.at_level(logging.ERROR, logger="oauth_provider.keys"):
+        token = id_token_from_code_flow(browser, issued)
+
+    assert header_kid(token) == setting_kid()
+    assert token_verifies(token)
+    assert new.kid not in published_kids()
+    assert f"Signing key {new.kid} cannot be decrypted" in caplog.text
+
+
+def test_only_one_key_can_be_active() -> None:
+    signing_key_activate(key=signing_key_add(), force=True)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SigningKey.objects.create(
+            kid="x" * 43,
+            state=SigningKey.State.ACTIVE,
+            activated_at=timezone.now(),
+            private_key_encrypted="-",
+        )
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        pytest.param("not a key", id="garbage"),
+        pytest.param(rsa_pem(1024), id="short-rsa"),
+        pytest.param(
+            ec.generate_private_key(ec.SECP256R1())
+            .private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            .decode(),
+            id="ec",
+        ),
+    ],
+)
+def test_adding_a_key_that_is_not_a_strong_rsa_key_is_refused_and_changes_nothing(pem: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        signing_key_add(private_key_pem=pem)
+
+    assert refused.value.code == "signing_key_invalid"
+    assert SigningKey.objects.count() == 0  # not even the setting key's import
+    assert AuditEvent.objects.count() == 0
+
+
+def test_adding_a_key_twice_is_refused() -> None:
+    pem = rsa_pem()
+    signing_key_add(private_key_pem=pem)
+    before = (states(), AuditEvent.objects.count())
+
+    with pytest.raises(ValidationError) as refused:
+        signing_key_add(private_key_pem=pem)
+
+    assert refused.value.error_dict["kid"][0].code == "unique"
+    assert (states(), AuditEvent.objects.count()) == before
+
+
+def test_audit_events_never_hold_key_material(browser: Client) -> None:
+    signing_key_activate(key=signing_key_add(), force=True)
+    signing_keys_prune()
+
+    for event in AuditEvent.objects.filter(action__startswith="oauth.signing_key."):
+        text = json.dumps([event.metadata, event.changes, event.target_label])
+        assert "PRIVATE" not in text
+        assert '"d"' not in text
+        assert (event.actor_type, event.target_type) == ("system", "oauth_provider.signingkey")
+
+
+# --- the command and the beat job ---------------------------------------------------------------------------
+
+
+def run_oidc_keys(*args: str) -> str:
+    output = io.StringIO()
+    call_command("oidc_keys", *args, stdout=output)
+    return output.getvalue()
+
+
+def test_oidc_keys_rotate_takes_the_due_step_each_time(clock: Clock) -> None:
+    old_kid = setting_kid()
+    assert run_oidc_keys("list") == (
+        f"No keys in the table: OIDC_RSA_PRIVATE_KEY (kid {old_kid}) signs. "
+        "`oidc_keys rotate` imports it and starts a rotation.\n"
+    )
+
+    added = run_oidc_keys("rotate")
+    [new] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+    activatable_at = new.created_at + timedelta(seconds=MAX_AGE + REFRESH)
+    assert added == (
+        f"Step 1 of 3 done: added {new.kid}, published now, not signing yet.\n"
+        f"Next: after {activatable_at:%Y-%m-%d %H:%M:%S} UTC (when every cached JWKS has it), run "
+        f"`oidc_keys rotate` again (or `oidc_keys activate {new.kid}`).\n"
+    )
+
+    assert run_oidc_keys("rotate").startswith(f"Nothing to do yet: {new.kid} is published but too recently")
+    assert states() == {old_kid: "active", new.kid: "next"}
+
+    clock.advance(MAX_AGE + REFRESH)
+    activated = run_oidc_keys("rotate")
+    publish_until = clock.now + timedelta(seconds=RETIRED_KEY_PUBLISHED_SECONDS)
+    assert activated == (
+        f"Step 2 of 3 done: {new.kid} signs new tokens.\n"
+        f"{old_kid} is retired and stays published until {publish_until:%Y-%m-%d %H:%M:%S} UTC, when every "
+        "token it signed has expired; then `oidc_keys prune` (the hourly beat job does it) removes it.\n"
+    )
+
+    assert run_oidc_keys("prune") == "Nothing to prune.\n"
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+    assert run_oidc_keys("prune") == f"Pruned {old_kid}.\n"
+    assert states() == {new.kid: "active"}
+
+
+def test_oidc_keys_activate_refuses_a_new_key_unless_forced() -> None:
+    run_oidc_keys("add")
+    [new] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+
+    with pytest.raises(CommandError, match=f"Key {new.kid} has been published since"):
+        run_oidc_keys("activate")
+    assert states() == {setting_kid(): "active", new.kid: "next"}
+
+    assert run_oidc_keys("activate", new.kid, "--force").startswith(
+        f"Activated {new.kid}: it signs new tokens."
+    )
+    assert states() == {setting_kid(): "retired", new.kid: "active"}
+    listing = run_oidc_keys("list")
+    assert listing.splitlines()[0].split() == ["kid", "state", "created", "activated", "publish", "until"]
+    assert {line.split()[0]: line.split()[1] for line in listing.splitlines()[1:]} == {
+        new.kid: "active",
+        setting_kid(): "retired",
+    }
+
+
+def test_the_hourly_beat_job_prunes_retired_keys(clock: Clock) -> None:
+    signing_key_activate(key=signing_key_add(), force=True)
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+
+    assert signing_keys_prune_task.delay().get() == [setting_kid()]
+    assert signing_keys_prune_task.delay().get() == []  # idempotent
+    entry = celery_app.conf.beat_schedule["oauth-signing-keys-prune"]
+    assert entry["task"] == signing_keys_prune_task.name == "oauth_provider.signing_keys_prune"
