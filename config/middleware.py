@@ -122,16 +122,10 @@ def json_body_replace(response: HttpResponse, body: Any) -> None:
         response["Content-Length"] = str(len(response.content))
 
 
-class HeadlessErrorShapeMiddleware:
-    """Give allauth headless error bodies the project's error keys, keeping allauth's own.
+class ErrorShapeMiddleware:
+    """Adds the project's error keys to the JSON error bodies of third-party code under `PREFIX`."""
 
-    allauth answers `{"status": 400, "errors": [{"message", "code", "param"}]}`, which its
-    published specification and client libraries rely on. Each error also gets `detail` and
-    `attr`, and the body `type`, so every API client can read every error the same way
-    (docs/decisions/0004-errors-logs-and-edge.md).
-    """
-
-    PREFIX = "/_allauth/"
+    PREFIX = ""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -147,8 +141,24 @@ class HeadlessErrorShapeMiddleware:
             self.add_project_keys(response)
         return response
 
-    @staticmethod
-    def add_project_keys(response: HttpResponse) -> None:
+    @classmethod
+    def add_project_keys(cls, response: HttpResponse) -> None:
+        raise NotImplementedError
+
+
+class HeadlessErrorShapeMiddleware(ErrorShapeMiddleware):
+    """Give allauth headless error bodies the project's error keys, keeping allauth's own.
+
+    allauth answers `{"status": 400, "errors": [{"message", "code", "param"}]}`, which its
+    published specification and client libraries rely on. Each error also gets `detail` and
+    `attr`, and the body `type`, so every API client can read every error the same way
+    (docs/decisions/0004-errors-logs-and-edge.md).
+    """
+
+    PREFIX = "/_allauth/"
+
+    @classmethod
+    def add_project_keys(cls, response: HttpResponse) -> None:
         try:
             body = json.loads(response.content)
         except ValueError:
@@ -169,7 +179,7 @@ class HeadlessErrorShapeMiddleware:
         json_body_replace(response, body)
 
 
-class OAuthErrorShapeMiddleware:
+class OAuthErrorShapeMiddleware(ErrorShapeMiddleware):
     """Give the OAuth endpoints' JSON error bodies the project's error keys, keeping RFC 6749's.
 
     The token, revocation, introspection and device endpoints answer RFC 6749 §5.2
@@ -196,20 +206,6 @@ class OAuthErrorShapeMiddleware:
         "access_denied": "The user, or this server, refused the request.",
         "expired_token": "The device code has expired: start again.",
     }
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if (
-            request.path.startswith(self.PREFIX)
-            and response.status_code >= 400
-            and response.get("Content-Type", "").startswith("application/json")
-            and not getattr(response, "streaming", False)
-        ):
-            self.add_project_keys(response)
-        return response
 
     @classmethod
     def add_project_keys(cls, response: HttpResponse) -> None:

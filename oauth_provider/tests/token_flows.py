@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -20,6 +19,7 @@ from audit.models import AuditEvent
 from config.middleware import OAuthErrorShapeMiddleware
 from oauth_provider.models import Application
 from oauth_provider.services import application_create
+from oauth_provider.tests.browser import Pkce, pkce
 
 AUTHORIZE_URL = "/o/authorize/"
 TOKEN_URL = "/o/token/"
@@ -28,19 +28,6 @@ INTROSPECT_URL = "/o/introspect/"
 USERINFO_URL = "/o/userinfo/"
 REDIRECT_URI = "https://app.example.com/callback"
 SCOPES = "openid profile offline_access users:read"
-
-
-@dataclass(frozen=True)
-class Pkce:
-    verifier: str
-    challenge: str
-
-
-def pkce() -> Pkce:
-    """RFC 7636 §4.1-4.2: a verifier and its S256 challenge."""
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return Pkce(verifier=verifier, challenge=base64.urlsafe_b64encode(digest).rstrip(b"=").decode())
 
 
 @dataclass(frozen=True)
