@@ -1,8 +1,9 @@
-"""Writes on signing keys: add, activate (the active key retires), prune, and the safe rotation.
+"""Writes on signing keys: add, activate (the active key retires), withdraw, prune, the safe rotation.
 
 The lifecycle and why each wait (docs/decisions/0013-oauth-keys-and-discovery.md):
 `next` (published, not signing) → `active` (signs) → `retired` (published until `publish_until`)
-→ deleted. Every step is audited with the kid, never the key material.
+→ deleted. A leaked `next` or `retired` key is withdrawn: retired with `publish_until` = now, out of
+the JWKS at once. Every step is audited with the kid, never the key material.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from accounts.models import User
 from audit.services import audit_record
 from oauth_provider.keys import (
     jwks_max_age_seconds,
+    key_ring,
     key_ring_invalidate,
     private_key_parse,
     refresh_seconds,
@@ -189,6 +191,53 @@ def signing_key_activate(*, key: SigningKey, actor: User | None = None, force: b
         target=key,
         metadata={"kid": key.kid, "forced": force, "previous_kid": previous.kid if previous else None},
     )
+    _keys_changed()
+    return key
+
+
+@transaction.atomic
+def signing_key_withdraw(*, key: SigningKey, actor: User | None = None) -> SigningKey:
+    """Take a leaked `next` or `retired` key out of the JWKS now; ID tokens it signed stop verifying.
+
+    The key becomes what a retired key is once its tokens have expired: `retired` with
+    `publish_until` = now. It is unpublished at once, cannot be activated again, and `prune`
+    deletes it. The active key is refused: another key must sign first.
+    """
+    now = timezone.now()
+    locked = {row.pk: row for row in _lock_keys()}
+    if key.pk not in locked:
+        raise ValidationError("This signing key no longer exists.", code="signing_key_missing")
+    key = locked[key.pk]
+    if key.state == SigningKey.State.ACTIVE:
+        raise ValidationError(
+            "Key %(kid)s signs new tokens and cannot be withdrawn: make another key sign first "
+            "(`oidc_keys add`, then `oidc_keys activate <new kid> --force`), then withdraw it.",
+            code="signing_key_active",
+            params={"kid": key.kid},
+        )
+    if key.state == SigningKey.State.RETIRED and key.publish_until is not None and key.publish_until <= now:
+        raise ValidationError(
+            "Key %(kid)s is already out of the JWKS (since %(since)s).",
+            code="signing_key_unpublished",
+            params={"kid": key.kid, "since": key.publish_until.isoformat()},
+        )
+    key_ring_invalidate()  # the table as it is now: the rows are locked
+    signing = key_ring().signing
+    if signing.from_setting and signing.kid == key.kid:
+        # No active row can be used, so the OIDC_RSA_PRIVATE_KEY setting signs and is published
+        # whatever its row says: withdrawing the row would not take it out of the JWKS.
+        raise ValidationError(
+            "Key %(kid)s is OIDC_RSA_PRIVATE_KEY, which signs because no active key in the table can "
+            "be used (see the error log): make another key sign first (`oidc_keys add`, then "
+            "`oidc_keys activate <new kid> --force`), then withdraw it.",
+            code="signing_key_active",
+            params={"kid": key.kid},
+        )
+    key.state = SigningKey.State.RETIRED
+    key.retired_at = key.retired_at or now
+    key.publish_until = now
+    _save(key)
+    audit_record(action="oauth.signing_key.withdrawn", actor=actor, target=key, metadata={"kid": key.kid})
     _keys_changed()
     return key
 

@@ -34,7 +34,9 @@ from oauth_provider import keys
 from oauth_provider.key_services import (
     signing_key_activate,
     signing_key_add,
+    signing_key_withdraw,
     signing_keys_prune,
+    signing_keys_rotate,
 )
 from oauth_provider.models import Application, SigningKey
 from oauth_provider.services import IssuedClient, application_create
@@ -410,6 +412,127 @@ def test_id_token_verification_key_refuses_what_it_cannot_vouch_for() -> None:
     assert keys.id_token_verification_key("not a token") is None
 
 
+# --- withdrawing a leaked key ----------------------------------------------------------------------------
+
+
+def test_a_withdrawn_key_leaves_the_jwks_at_once_and_its_id_tokens_stop_verifying(
+    browser: Client, clock: Clock
+) -> None:
+    """The setting key leaked: another key signs (forced), then the leaked one is withdrawn."""
+    issued = relying_party()
+    leaked_kid = setting_kid()
+    leaked_token = id_token_from_code_flow(browser, issued)
+    new = signing_key_add()
+    signing_key_activate(key=new, force=True)
+    assert published_kids() == [new.kid, leaked_kid]  # retired, published for another ~70 minutes
+    leaked = SigningKey.objects.get(kid=leaked_kid)
+    retired_at = leaked.retired_at
+    clock.advance(60)
+
+    withdrawn = signing_key_withdraw(key=leaked)
+
+    assert published_kids() == [new.kid]
+    assert not token_verifies(leaked_token)
+    assert keys.id_token_verification_key(leaked_token) is None
+    assert OAuth2Validator()._load_id_token(leaked_token) is None  # no longer an ID token hint
+    new_token = id_token_from_code_flow(browser, issued)
+    assert header_kid(new_token) == new.kid
+    assert token_verifies(new_token)
+    assert (withdrawn.state, withdrawn.retired_at, withdrawn.publish_until) == (
+        "retired",
+        retired_at,
+        clock.now,
+    )
+    assert SigningKey.objects.get(kid=leaked_kid).publish_until == clock.now
+    assert states() == {new.kid: "active", leaked_kid: "retired"}
+    assert key_events()[-1] == ("oauth.signing_key.withdrawn", {"kid": leaked_kid})
+
+    # It cannot sign again, and the next prune deletes its row.
+    with pytest.raises(ValidationError) as reactivated:
+        signing_key_activate(key=withdrawn, force=True)
+    assert reactivated.value.code == "signing_key_unpublished"
+    assert signing_keys_prune() == [leaked_kid]
+    assert states() == {new.kid: "active"}
+    assert published_kids() == [new.kid]
+
+
+def test_withdrawing_a_next_key_unpublishes_it_before_it_ever_signs(clock: Clock) -> None:
+    pending = signing_key_add()
+
+    signing_key_withdraw(key=pending)
+
+    withdrawn = SigningKey.objects.get(kid=pending.kid)
+    assert (withdrawn.state, withdrawn.activated_at, withdrawn.retired_at, withdrawn.publish_until) == (
+        "retired",
+        None,
+        clock.now,
+        clock.now,
+    )
+    assert published_kids() == [setting_kid()]
+    assert signing_keys_rotate().action == "added"  # no longer pending: the rotation starts over
+    assert key_events()[-2] == ("oauth.signing_key.withdrawn", {"kid": pending.kid})
+
+
+def test_a_withdrawal_reaches_another_worker_within_the_refresh_interval(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pending = signing_key_add()
+    worker_clock = WorkerClock()
+    other_worker = keys.KeyRingCache(clock=worker_clock)
+    with monkeypatch.context() as served_by_the_other_worker:
+        served_by_the_other_worker.setattr(keys, "_cache", other_worker)
+        assert published_kids() == [setting_kid(), pending.kid]
+
+    signing_key_withdraw(key=pending)  # in this process (a management command, say)
+
+    assert published_kids() == [setting_kid()]
+    with monkeypatch.context() as served_by_the_other_worker:
+        served_by_the_other_worker.setattr(keys, "_cache", other_worker)
+        worker_clock.seconds += REFRESH - 1
+        assert published_kids() == [setting_kid(), pending.kid]
+        worker_clock.seconds += 1
+        assert published_kids() == [setting_kid()]
+
+
+def test_withdrawal_refuses_the_active_key_a_key_out_of_the_jwks_and_a_deleted_key(clock: Clock) -> None:
+    new = signing_key_add()
+    signing_key_activate(key=new, force=True)
+    expired = SigningKey.objects.get(kid=setting_kid())
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)  # the retired key's tokens have all expired
+    deleted = signing_key_add()
+    signing_key_withdraw(key=deleted)
+    SigningKey.objects.filter(pk=deleted.pk).delete()
+    before = (states(), AuditEvent.objects.count(), published_kids())
+
+    codes = []
+    for key in (new, expired, deleted):
+        with pytest.raises(ValidationError) as refused:
+            signing_key_withdraw(key=key)
+        codes.append(refused.value.code)
+
+    assert codes == ["signing_key_active", "signing_key_unpublished", "signing_key_missing"]
+    assert (states(), AuditEvent.objects.count(), published_kids()) == before
+    assert before[0] == {new.kid: "active", setting_kid(): "retired"}
+
+
+def test_withdrawal_refuses_the_setting_key_while_it_signs_as_the_fallback(
+    browser: Client, settings: Any
+) -> None:
+    """With no usable active row the setting key signs and is published whatever its row says."""
+    issued = relying_party()
+    signing_key_activate(key=signing_key_add(), force=True)
+    settings.MFA_ENCRYPTION_KEYS = ["a different encryption key"]  # the active row no longer decrypts
+    assert header_kid(id_token_from_code_flow(browser, issued)) == setting_kid()
+    before = (states(), AuditEvent.objects.count(), published_kids())
+
+    with pytest.raises(ValidationError) as refused:
+        signing_key_withdraw(key=SigningKey.objects.get(kid=setting_kid()))
+
+    assert refused.value.code == "signing_key_active"
+    assert (states(), AuditEvent.objects.count(), published_kids()) == before
+    assert published_kids() == [setting_kid()]
+
+
 # --- the process cache ---------------------------------------------------------------------------------
 
 
@@ -524,8 +647,17 @@ def test_adding_a_key_twice_is_refused() -> None:
 
 def test_audit_events_never_hold_key_material(browser: Client) -> None:
     signing_key_activate(key=signing_key_add(), force=True)
+    signing_key_withdraw(key=SigningKey.objects.get(kid=setting_kid()))
     signing_keys_prune()
 
+    assert [action for action, _ in key_events()] == [
+        "oauth.signing_key.added",
+        "oauth.signing_key.added",
+        "oauth.signing_key.retired",
+        "oauth.signing_key.activated",
+        "oauth.signing_key.withdrawn",
+        "oauth.signing_key.pruned",
+    ]
     for event in AuditEvent.objects.filter(action__startswith="oauth.signing_key."):
         text = json.dumps([event.metadata, event.changes, event.target_label])
         assert "PRIVATE" not in text
@@ -540,6 +672,12 @@ def run_oidc_keys(*args: str) -> str:
     output = io.StringIO()
     call_command("oidc_keys", *args, stdout=output)
     return output.getvalue()
+
+
+def run_oidc_keys_with_warnings(*args: str) -> tuple[str, str]:
+    output, warnings = io.StringIO(), io.StringIO()
+    call_command("oidc_keys", *args, stdout=output, stderr=warnings)
+    return output.getvalue(), warnings.getvalue()
 
 
 def test_oidc_keys_rotate_takes_the_due_step_each_time(clock: Clock) -> None:
@@ -594,6 +732,79 @@ def test_oidc_keys_activate_refuses_a_new_key_unless_forced() -> None:
         new.kid: "active",
         setting_kid(): "retired",
     }
+
+
+def test_oidc_keys_withdraw_takes_a_leaked_key_out_of_the_jwks_and_warns(
+    browser: Client, clock: Clock
+) -> None:
+    issued = relying_party()
+    leaked_token = id_token_from_code_flow(browser, issued)
+    leaked_kid = setting_kid()
+    run_oidc_keys("add")
+    [new] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+    run_oidc_keys("activate", new.kid, "--force")
+
+    output, warnings = run_oidc_keys_with_warnings("withdraw", leaked_kid)
+
+    assert output == (
+        f"Withdrew {leaked_kid}: out of this process's JWKS now, out of every worker's within {REFRESH} s. "
+        "`oidc_keys prune` (the hourly beat job) deletes its row.\n"
+    )
+    assert warnings == (
+        f"Warning: ID tokens signed with {leaked_kid} stop verifying, here and at relying parties once "
+        f"their cached JWKS copies expire (max-age {MAX_AGE} s).\n"
+        f"Warning: {leaked_kid} is OIDC_RSA_PRIVATE_KEY, the fallback that signs and is published again "
+        "if no active key in the table can be used: replace it in every process's environment and roll "
+        "them.\n"
+    )
+    assert published_kids() == [new.kid]
+    assert not token_verifies(leaked_token)
+    assert key_events()[-1] == ("oauth.signing_key.withdrawn", {"kid": leaked_kid})
+    listing = run_oidc_keys("list").splitlines()[1:]
+    assert {line.split()[0]: line.split()[1] for line in listing} == {
+        new.kid: "active",
+        leaked_kid: "retired",
+    }
+
+
+def test_oidc_keys_withdraw_of_a_key_other_than_the_setting_warns_once() -> None:
+    run_oidc_keys("add")
+    [pending] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+
+    output, warnings = run_oidc_keys_with_warnings("withdraw", pending.kid)
+
+    assert output.startswith(f"Withdrew {pending.kid}: out of this process's JWKS now")
+    assert warnings == (
+        f"Warning: ID tokens signed with {pending.kid} stop verifying, here and at relying parties once "
+        f"their cached JWKS copies expire (max-age {MAX_AGE} s).\n"
+    )
+    assert published_kids() == [setting_kid()]
+
+
+def test_oidc_keys_withdraw_refuses_the_active_key_and_an_unknown_kid() -> None:
+    with pytest.raises(CommandError) as setting_signs:
+        run_oidc_keys("withdraw", setting_kid())
+    assert str(setting_signs.value) == (
+        f"Key {setting_kid()} is OIDC_RSA_PRIVATE_KEY, which signs while the table is empty: run "
+        "`oidc_keys add`, then `oidc_keys activate <new kid> --force`, then withdraw it."
+    )
+    assert SigningKey.objects.count() == 0
+    run_oidc_keys("add")
+    [new] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+    run_oidc_keys("activate", new.kid, "--force")
+    before = (states(), AuditEvent.objects.count(), published_kids())
+
+    with pytest.raises(CommandError) as active:
+        run_oidc_keys("withdraw", new.kid)
+    with pytest.raises(CommandError) as unknown:
+        run_oidc_keys("withdraw", "no-such-kid")
+
+    assert str(active.value) == (
+        f"Key {new.kid} signs new tokens and cannot be withdrawn: make another key sign first "
+        "(`oidc_keys add`, then `oidc_keys activate <new kid> --force`), then withdraw it."
+    )
+    assert str(unknown.value) == "No key no-such-kid."
+    assert (states(), AuditEvent.objects.count(), published_kids()) == before
 
 
 def test_the_hourly_beat_job_prunes_retired_keys(clock: Clock) -> None:

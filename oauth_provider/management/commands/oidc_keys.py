@@ -4,6 +4,7 @@ manage.py oidc_keys list
 manage.py oidc_keys rotate     # the step that is due: add a key, or activate it once safe
 manage.py oidc_keys add [--pem-file PATH]
 manage.py oidc_keys activate [KID] [--force]
+manage.py oidc_keys withdraw KID  # a leaked key out of the JWKS now
 manage.py oidc_keys prune
 """
 
@@ -19,10 +20,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from oauth_provider.key_services import (
     signing_key_activate,
     signing_key_add,
+    signing_key_withdraw,
     signing_keys_prune,
     signing_keys_rotate,
 )
-from oauth_provider.keys import setting_key_kid, signing_key, signing_key_activatable_at, signing_key_list
+from oauth_provider.keys import (
+    jwks_max_age_seconds,
+    refresh_seconds,
+    setting_key_kid,
+    signing_key,
+    signing_key_activatable_at,
+    signing_key_list,
+)
 from oauth_provider.models import SigningKey
 
 
@@ -31,7 +40,7 @@ def _when(moment: datetime | None) -> str:
 
 
 class Command(BaseCommand):
-    help = "List, add, activate and prune the OIDC signing keys; `rotate` takes the next safe step."
+    help = "List, add, activate, withdraw and prune the OIDC signing keys; `rotate` takes the next safe step."
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="action", required=True)
@@ -50,6 +59,10 @@ class Command(BaseCommand):
         commands.add_parser(
             "rotate", help="Add a key, or activate the pending one once it is safe; print what is next."
         )
+        withdraw = commands.add_parser(
+            "withdraw", help="Take a leaked key out of the JWKS now; ID tokens it signed stop verifying."
+        )
+        withdraw.add_argument("kid", help="The key to withdraw (not the active one).")
         commands.add_parser("prune", help="Delete retired keys whose tokens have all expired.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -113,6 +126,44 @@ class Command(BaseCommand):
             self.stdout.write(f"Step 2 of 3 done: {step.key.kid} signs new tokens.")
             if step.retired is not None:
                 self._next_prune(step.retired)
+
+    def handle_withdraw(self, *, kid: str, **options: Any) -> None:
+        key = SigningKey.objects.filter(kid=kid).first()
+        if key is None:
+            raise CommandError(self._not_in_table(kid))
+        key = signing_key_withdraw(key=key)
+        self.stdout.write(
+            f"Withdrew {key.kid}: out of this process's JWKS now, out of every worker's within "
+            f"{refresh_seconds()} s. `oidc_keys prune` (the hourly beat job) deletes its row."
+        )
+        self.stderr.write(
+            self.style.WARNING(
+                f"Warning: ID tokens signed with {key.kid} stop verifying, here and at relying parties once "
+                f"their cached JWKS copies expire (max-age {jwks_max_age_seconds()} s)."
+            )
+        )
+        if key.kid == setting_key_kid():
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Warning: {key.kid} is OIDC_RSA_PRIVATE_KEY, the fallback that signs and is published "
+                    "again if no active key in the table can be used: replace it in every process's "
+                    "environment and roll them."
+                )
+            )
+
+    def _not_in_table(self, kid: str) -> str:
+        if kid != setting_key_kid():
+            return f"No key {kid}."
+        if not SigningKey.objects.exists():
+            return (
+                f"Key {kid} is OIDC_RSA_PRIVATE_KEY, which signs while the table is empty: run "
+                "`oidc_keys add`, then `oidc_keys activate <new kid> --force`, then withdraw it."
+            )
+        return (
+            f"No key {kid} in the table. It is OIDC_RSA_PRIVATE_KEY, published only while it signs as "
+            "the fallback (no active key in the table can be used): `oidc_keys add`, then "
+            "`oidc_keys activate <new kid> --force` takes it out."
+        )
 
     def handle_prune(self, **options: Any) -> None:
         kids = signing_keys_prune()
