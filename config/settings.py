@@ -471,7 +471,7 @@ OAUTH2_PROVIDER = {
     "ALLOWED_REDIRECT_URI_SCHEMES": ["https", "http"] if DEBUG else ["https"],
     "SCOPES": {
         "openid": "Sign you in with your account",
-        "profile": "See your name, username and profile picture",
+        "profile": "See your name and username",
         "email": "See your e-mail address",
         "offline_access": "Stay signed in when you are not using the application",
         "users:read": "Read user profiles",

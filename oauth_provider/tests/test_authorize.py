@@ -580,7 +580,7 @@ def test_the_consent_page_names_the_application_its_logo_links_scopes_and_the_us
     assert "Signed in as <strong>alice</strong> (alice@example.com)" in html
     for scope, words in (
         ("openid", "Sign you in with your account"),
-        ("profile", "See your name, username and profile picture"),
+        ("profile", "See your name and username"),
         ("email", "See your e-mail address"),
         ("offline_access", "Stay signed in when you are not using the application"),
     ):
