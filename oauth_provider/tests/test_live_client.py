@@ -11,6 +11,7 @@ userinfo → refresh with rotation → reuse detected → revoke → introspect 
 from __future__ import annotations
 
 import gc
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from joserfc.jws import JWSRegistry
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, totp_code, totp_enrol
 from oauth_provider.models import Application
+from oauth_provider.registration_services import initial_access_token_issue
 from oauth_provider.services import application_create
 from oauth_provider.tests.browser import member
 
@@ -39,6 +41,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 REDIRECT_URI = "https://printer.example/callback"
 POST_LOGOUT_REDIRECT_URI = "https://printer.example/signed-out"
+NATIVE_REDIRECT_URI = "http://127.0.0.1:53682/callback"  # RFC 8252 §7.3: a loopback port
 SCOPES = "openid profile email offline_access users:read"
 
 
@@ -369,3 +372,74 @@ def test_a_relying_party_signs_a_user_in_and_uses_refreshes_revokes_and_introspe
     assert back.headers["Location"] == f"{POST_LOGOUT_REDIRECT_URI}?state=bye"
     browser.get(authorization_request(rp)[1])
     assert urlsplit(browser.page.url).path == "/accounts/login/"  # type: ignore[union-attr]
+
+
+def test_a_native_client_discovers_the_server_from_the_api_registers_and_calls_the_api(
+    issuer: str,
+) -> None:
+    """What an MCP-style client does with nothing but the API's URL and an initial access token:
+    the 401's `resource_metadata` (RFC 9728) → the authorization server's metadata (RFC 8414) →
+    registration (RFC 7591) as a public loopback client → the code flow with PKCE → the API."""
+    ada = member(username="ada", email="ada@example.com")
+    totp_secret = totp_enrol(ada)
+    initial_access_token = initial_access_token_issue(label="Notes CLI", created_by=None).token
+    api = opened(requests.Session())
+
+    refused = api.get(f"{issuer}/api/v1/users/me/", timeout=30)
+    assert refused.status_code == 401
+    challenge = refused.headers["WWW-Authenticate"]
+    resource_metadata_url = re.search(r'resource_metadata="([^"]+)"', challenge)[1]  # type: ignore[index]
+    resource = api.get(resource_metadata_url, timeout=30).json()
+    assert resource["resource"] == issuer
+    assert "users:read" in resource["scopes_supported"]
+    [authorization_server] = resource["authorization_servers"]
+    metadata = api.get(f"{authorization_server}/.well-known/oauth-authorization-server", timeout=30).json()
+    assert metadata["issuer"] == authorization_server == issuer
+
+    registered = api.post(
+        metadata["registration_endpoint"],
+        json={
+            "client_name": "Notes CLI",
+            "redirect_uris": [NATIVE_REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": "openid users:read",
+        },
+        headers={"Authorization": f"Bearer {initial_access_token}"},
+        timeout=30,
+    )
+    assert registered.status_code == 201, registered.text
+    client_id = registered.json()["client_id"]
+    assert "client_secret" not in registered.json()
+
+    client = opened(
+        OAuth2Session(
+            client_id,
+            scope="openid users:read",
+            redirect_uri=NATIVE_REDIRECT_URI,
+            code_challenge_method="S256",
+            token_endpoint_auth_method="none",
+        )
+    )
+    verifier = generate_token(48)
+    url, state = client.create_authorization_url(metadata["authorization_endpoint"], code_verifier=verifier)
+    browser = Browser()
+    browser.get(url)
+    sign_in(browser, ada, totp_secret=totp_secret)
+    assert "Notes CLI wants to use your account" in browser.page.text  # type: ignore[union-attr]
+    answer = browser.submit(browser.form_with("client_id"), button="allow", follow=False)
+    assert answer.headers["Location"].startswith(NATIVE_REDIRECT_URI + "?")
+    token = client.fetch_token(
+        metadata["token_endpoint"],
+        authorization_response=answer.headers["Location"],
+        state=state,
+        code_verifier=verifier,
+    )
+
+    me = client.get(f"{issuer}/api/v1/users/me/", timeout=30)
+    assert me.status_code == 200
+    assert me.json()["username"] == "ada"
+    assert (
+        client.patch(f"{issuer}/api/v1/users/me/", json={"description": "x"}, timeout=30).status_code == 403
+    )
+    assert token["scope"].split() == ["openid", "users:read"]
