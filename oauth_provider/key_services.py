@@ -1,4 +1,5 @@
-"""Writes on signing keys: add, activate (the active key retires), withdraw, prune, the safe rotation.
+"""Writes on signing keys: add, activate (the active key retires), withdraw, prune, the safe rotation,
+and re-encryption under the current encryption key (`manage.py secrets_reencrypt`).
 
 The lifecycle and why each wait (docs/decisions/0013-oauth-keys-and-discovery.md):
 `next` (published, not signing) → `active` (signs) → `retired` (published until `publish_until`)
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.fernet import InvalidToken
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import ValidationError
@@ -19,8 +21,9 @@ from django.utils import timezone
 from jwcrypto import jwk
 from oauth2_provider.settings import oauth2_settings
 
-from accounts.encryption import secret_encrypt
+from accounts.encryption import secret_encrypt, secret_reencrypt
 from accounts.models import User
+from accounts.services.encryption import ReencryptionCounts
 from audit.services import audit_record
 from oauth_provider.keys import (
     jwks_max_age_seconds,
@@ -286,3 +289,30 @@ def signing_keys_rotate(*, actor: User | None = None) -> RotationStep:
     if previous is not None:
         previous.refresh_from_db()
     return RotationStep(action="activated", key=activated, retired=previous)
+
+
+@transaction.atomic
+def signing_keys_reencrypt() -> ReencryptionCounts:
+    """Encrypt every stored private key under the first encryption key; report the kids no key decrypts.
+
+    Part of `accounts.services.encryption.secrets_reencrypt`, which records the one audit event
+    of the run. One short transaction under the lock every key change takes (the table is tiny).
+    A key already under the first key, or unreadable, is left as it is.
+    """
+    reencrypted = current = 0
+    failed: list[str] = []
+    for key in _lock_keys():
+        try:
+            token = secret_reencrypt(key.private_key_encrypted)
+        except (InvalidToken, ValueError):
+            failed.append(key.kid)
+            continue
+        if token == key.private_key_encrypted:
+            current += 1
+            continue
+        key.private_key_encrypted = token
+        _save(key)
+        reencrypted += 1
+    if reencrypted:
+        _keys_changed()
+    return ReencryptionCounts(reencrypted=reencrypted, current=current, failed=tuple(failed))
