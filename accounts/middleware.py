@@ -25,6 +25,10 @@ ENROLMENT_PATH_PREFIXES = (
     "/api/",
     "/static/",
     "/health/",
+    # The authorization endpoint checks the request first (a bad client or redirect URI is an
+    # error page, never this redirect), and answers `prompt=none` with `interaction_required`:
+    # oauth_provider.views_authorize calls `mfa_enrolment_redirect` itself.
+    "/o/authorize/",
 )
 AUDITED_SESSION_KEY = "accounts_mfa_enrolment_required_audited"
 
@@ -45,23 +49,25 @@ class MFAEnrolmentMiddleware:
             return self.get_response(request)
         user = getattr(request, "user", None)
         if isinstance(user, User) and user_mfa_missing(user):
-            return self.to_enrolment(request, user)
+            return mfa_enrolment_redirect(request, user)
         return self.get_response(request)
 
-    def to_enrolment(self, request: HttpRequest, user: User) -> HttpResponse:
-        if not request.session.get(AUDITED_SESSION_KEY):
-            request.session[AUDITED_SESSION_KEY] = True
-            audit_record(
-                action="accounts.mfa.enrolment_required",
-                actor=user,
-                target=user,
-                request=request,
-                metadata={"path": request.path_info[:200], "roles": user.roles},
-            )
-        messages.warning(
-            request,
-            "Your account must be protected by a second factor. Set up an authenticator app or a "
-            "security key to continue.",
-            fail_silently=True,
+
+def mfa_enrolment_redirect(request: HttpRequest, user: User) -> HttpResponse:
+    """To the second-factor setup, with a message; the session's first one is audited."""
+    if not request.session.get(AUDITED_SESSION_KEY):
+        request.session[AUDITED_SESSION_KEY] = True
+        audit_record(
+            action="accounts.mfa.enrolment_required",
+            actor=user,
+            target=user,
+            request=request,
+            metadata={"path": request.path_info[:200], "roles": user.roles},
         )
-        return HttpResponseRedirect(reverse("mfa_index"))
+    messages.warning(
+        request,
+        "Your account must be protected by a second factor. Set up an authenticator app or a "
+        "security key to continue.",
+        fail_silently=True,
+    )
+    return HttpResponseRedirect(reverse("mfa_index"))

@@ -38,8 +38,11 @@ from oauth2_provider.scopes import get_scopes_backend
 from oauth2_provider.settings import oauth2_settings
 from oauth2_provider.views import AuthorizationView as ToolkitAuthorizationView
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
+from oauthlib.openid.connect.core.exceptions import InteractionRequired
 
+from accounts.middleware import mfa_enrolment_redirect
 from accounts.models import User
+from accounts.selectors_mfa import user_mfa_missing
 from oauth_provider.claims import SignIn, sign_in_of
 from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application, Consent
@@ -163,8 +166,20 @@ class AuthorizeView(ToolkitAuthorizationView):
             logout(request)
             return self.redirect_to_sign_in(request, fresh=True)
 
-        # Consent (OIDC Core §3.1.2.4).
+        # A role that requires a second factor the user has not set up (accounts.middleware).
         user = request.user
+        if isinstance(user, User) and user_mfa_missing(user):
+            if "none" in prompt:
+                return self.redirect_error(
+                    InteractionRequired(
+                        description="The account must set up a second factor first.", state=state
+                    ),
+                    redirect_uri,
+                    application,
+                )
+            return mfa_enrolment_redirect(request, user)
+
+        # Consent (OIDC Core §3.1.2.4).
         if self._consent_needed(user=user, application=application, scopes=scopes, prompt=prompt):
             if "none" in prompt:
                 return self.redirect_error(
@@ -232,6 +247,8 @@ class AuthorizeView(ToolkitAuthorizationView):
                 f"{reverse('oauth2_provider:authorize')}?{urlencode(fields)}",
                 resolve_url(self.get_login_url()),
             )
+        if isinstance(request.user, User) and user_mfa_missing(request.user):
+            return mfa_enrolment_redirect(request, request.user)
         if not form.is_valid():
             return self.error_page("invalid_request", "The authorization request is incomplete.")
         data = form.cleaned_data

@@ -14,7 +14,8 @@ from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from oauth2_provider.models import get_grant_model
 
-from accounts.models import User
+from accounts.models import Role, User
+from accounts.services.moderation import user_set_roles
 from accounts.tests.factories import totp_code, totp_enrol
 from oauth_provider.models import Application, Consent
 from oauth_provider.tests.browser import (
@@ -630,3 +631,71 @@ def test_a_consent_answer_after_the_session_ended_signs_in_and_shows_the_page_ag
     assert urlsplit(response["Location"]).path == LOGIN_URL
     assert query_of(next_url) == {key: value for key, value in form.items() if value}
     assert not get_grant_model().objects.exists()
+
+
+# --- a role that requires a second factor not set up yet --------------------------------------
+
+
+@pytest.fixture
+def moderator_without_mfa(client: Client) -> User:
+    """Signed in with a password only, as the sign-in pages let them before enrolment."""
+    moderator = member(username="mod")
+    user_set_roles(user=moderator, roles=[Role.MODERATOR])
+    assert password_step(client, moderator, path=LOGIN_URL).status_code == 302
+    return moderator
+
+
+@pytest.mark.usefixtures("moderator_without_mfa")
+def test_a_user_who_must_set_up_a_second_factor_is_sent_to_do_so_before_any_code(
+    client: Client, trusted_application: Application
+) -> None:
+    response = client.get(authorize_path(trusted_application, pkce()))
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/2fa/"
+    assert get_grant_model().objects.count() == 0
+
+
+@pytest.mark.usefixtures("moderator_without_mfa")
+def test_prompt_none_for_such_a_user_answers_interaction_required_without_a_page(
+    client: Client, trusted_application: Application
+) -> None:
+    response = client.get(authorize_path(trusted_application, pkce(), prompt="none"))
+
+    assert query_of(response["Location"]) == {
+        "error": "interaction_required",
+        "error_description": "The account must set up a second factor first.",
+        "state": "state-123",
+        "iss": ISSUER,
+    }
+    assert response["Location"].startswith(REDIRECT_URI + "?")
+    assert get_grant_model().objects.count() == 0
+
+
+@pytest.mark.usefixtures("moderator_without_mfa")
+def test_such_a_users_bad_request_is_still_the_error_page(
+    client: Client, trusted_application: Application
+) -> None:
+    response = client.get(authorize_path(trusted_application, pkce(), redirect_uri="https://evil.example/"))
+
+    assert response.status_code == 400
+    assert response.templates[0].name == "oauth_provider/authorize_error.html"
+
+
+@pytest.mark.usefixtures("moderator_without_mfa")
+def test_a_consent_answer_from_such_a_user_issues_no_code(client: Client, application: Application) -> None:
+    form = {
+        "client_id": application.client_id,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "openid",
+        "state": "state-123",
+        "code_challenge": pkce().challenge,
+        "code_challenge_method": "S256",
+        "allow": "true",
+    }
+
+    response = client.post(AUTHORIZE_URL, form)
+
+    assert response["Location"] == "/accounts/2fa/"
+    assert get_grant_model().objects.count() == 0
