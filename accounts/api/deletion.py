@@ -29,6 +29,7 @@ from accounts.services.exports import (
     data_export_download_url,
     data_export_for_download,
     data_export_get,
+    data_export_is_downloadable,
     data_export_request,
 )
 
@@ -92,6 +93,12 @@ class DataExportSerializer(serializers.ModelSerializer[DataExport]):
             "status_url",
             "download_url",
         )
+
+    def to_representation(self, instance: DataExport) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        if data["status"] == DataExport.Status.READY and not data_export_is_downloadable(export=instance):
+            data["status"] = DataExport.Status.EXPIRED  # before the hourly job deletes the file
+        return data
 
     def get_status_url(self, export: DataExport) -> str:
         request = self.context["request"]

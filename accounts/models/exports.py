@@ -13,6 +13,7 @@ class DataExport(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
         READY = "ready", "Ready"
+        EXPIRED = "expired", "Expired: the link ended and the file is deleted"
         FAILED = "failed", "Failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

@@ -388,16 +388,19 @@ def data_exports_expire() -> dict[str, int]:
     """Delete the files of exports whose link has expired, and fail exports lost while pending."""
     now = timezone.now()
     expired = 0
-    for export in DataExport.objects.filter(status=DataExport.Status.READY, expires_at__lte=now).exclude(
-        file=""
-    ):
+    for export in DataExport.objects.filter(status=DataExport.Status.READY, expires_at__lte=now):
         with transaction.atomic():
-            locked = DataExport.objects.select_for_update().filter(pk=export.pk).exclude(file="").first()
+            locked = (
+                DataExport.objects.select_for_update()
+                .filter(pk=export.pk, status=DataExport.Status.READY)
+                .first()
+            )
             if locked is None:
                 continue
             data_export_file_delete(export=locked)
             locked.file.name = ""
-            locked.save(update_fields=["file"])
+            locked.status = DataExport.Status.EXPIRED
+            locked.save(update_fields=["file", "status"])
             expired += 1
     failed = DataExport.objects.filter(
         status=DataExport.Status.PENDING, created_at__lte=now - PENDING_EXPORT_STALE_AFTER

@@ -515,7 +515,7 @@ def test_expiry_deletes_expired_files_and_fails_lost_pending_exports() -> None:
     assert not expired_path.exists()
     assert fresh_path.exists()
     expired.refresh_from_db()
-    assert (expired.status, expired.file.name) == (DataExport.Status.READY, "")
+    assert (expired.status, expired.file.name) == (DataExport.Status.EXPIRED, "")
     fresh.refresh_from_db()
     assert fresh.file.name != ""
     lost.refresh_from_db()
@@ -524,6 +524,21 @@ def test_expiry_deletes_expired_files_and_fails_lost_pending_exports() -> None:
     building.refresh_from_db()
     assert (building.status, building.finished_at) == (DataExport.Status.PENDING, None)
     assert data_exports_expire.delay().get(timeout=10) == {"expired": 0, "failed": 0}
+
+
+def test_an_export_past_its_link_reads_expired_before_and_after_the_job() -> None:
+    user = verified_user()
+    api = bearer(sign_in(user)["access_token"])
+    export = ready_export(user)
+    DataExport.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    before = api.get(f"{EXPORT_URL}{export.pk}/").json()
+    data_exports_expire.delay().get(timeout=10)
+    after = api.get(f"{EXPORT_URL}{export.pk}/").json()
+
+    assert (before["status"], before["download_url"]) == ("expired", None)
+    assert (after["status"], after["download_url"]) == ("expired", None)
+    assert DataExport.objects.get(pk=export.pk).status == DataExport.Status.EXPIRED
 
 
 def test_a_user_can_export_and_then_delete_their_account() -> None:
