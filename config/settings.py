@@ -302,6 +302,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("API_THROTTLE_ANON", default="120/minute"),
         "user": env.str("API_THROTTLE_USER", default="1200/minute"),
+        "invitation_emails": env.str("API_THROTTLE_INVITATION_EMAILS", default="50/hour"),
     },
     # Client IPs come from REMOTE_ADDR, which ClientIPMiddleware has already resolved.
     "NUM_PROXIES": 0,

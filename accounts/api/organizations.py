@@ -24,6 +24,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from accounts.api.permissions import PolicyPermission
@@ -50,6 +51,7 @@ from accounts.services.organizations import (
     organization_delete,
     organization_update,
 )
+from config.api.throttling import InvitationEmailThrottle
 
 UUID_PATTERN = "[0-9a-f-]{36}"
 ME = "me"
@@ -416,6 +418,12 @@ class InvitationViewSet(mixins.ListModelMixin, OrganizationChildViewSet):
         "resend": ["organizations:write"],
     }
     lookup_value_regex = UUID_PATTERN
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        throttles = list(super().get_throttles())
+        if self.action in {"create", "resend"}:
+            throttles.append(InvitationEmailThrottle())
+        return throttles
 
     def get_queryset(self) -> QuerySet[Invitation]:
         if getattr(self, "swagger_fake_view", False):

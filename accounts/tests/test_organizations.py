@@ -937,6 +937,38 @@ def test_invite_refuses_a_second_pending_invitation_over_the_api(
     assert snapshot(team.organization) == before
 
 
+def test_invitation_emails_are_limited_per_inviting_user(
+    team: Team, settings: Any, django_capture_on_commit_callbacks: CaptureOnCommit
+) -> None:
+    """Sending and resending count together: each is mail to an unverified address."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "invitation_emails": "2/hour",
+        },
+    }
+    owner, admin = client_for(team.owner), client_for(team.admin)
+    url = f"{_org(team)}invitations/"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = owner.post(url, {"email": "one@example.com"}, format="json")
+        resent = owner.post(f"{url}{first.json()['id']}/resend/")
+        refused = owner.post(url, {"email": "three@example.com"}, format="json")
+        by_someone_else = admin.post(url, {"email": "three@example.com"}, format="json")
+
+    assert (first.status_code, resent.status_code, by_someone_else.status_code) == (201, 200, 201)
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    assert errors(refused) == [("throttled", None)]
+    assert sorted(message.to[0] for message in mail.outbox) == [
+        "one@example.com",
+        "one@example.com",
+        "three@example.com",
+    ]
+    assert owner.get(url).status_code == 200  # reading is not limited by it
+
+
 def test_invitations_list_shows_open_ones_with_their_state(
     team: Team, django_capture_on_commit_callbacks: CaptureOnCommit
 ) -> None:

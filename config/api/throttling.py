@@ -27,3 +27,10 @@ class AnonymousRateThrottle(CurrentRateMixin, throttling.AnonRateThrottle):
 
 class UserRateThrottle(CurrentRateMixin, throttling.UserRateThrottle):
     pass
+
+
+class InvitationEmailThrottle(CurrentRateMixin, throttling.UserRateThrottle):
+    """Invitation e-mails (sent or resent) per inviting user, across organizations: each one is
+    mail to an address nobody there has verified, so it must not become a way to send spam."""
+
+    scope = "invitation_emails"
