@@ -162,6 +162,33 @@ def test_the_code_flow_with_s256_issues_tokens_stored_only_as_hashes() -> None:
     assert userinfo(body["access_token"]).status_code == 200
 
 
+def test_a_single_page_app_redeems_its_code_from_its_own_origin_only() -> None:
+    """A browser-based public client calls the token endpoint cross-origin: the answer carries
+    `Access-Control-Allow-Origin` for the origins registered on the client, and no other."""
+    client = registered_client(confidential=False)
+    client.application.allowed_origins = "https://app.example.com"
+    client.application.save(update_fields=["allowed_origins"])
+    allowed_code, allowed_challenge = authorization_code(client)
+    other_code, other_challenge = authorization_code(client)
+
+    def redeem_from(origin: str, code: str, challenge: Any) -> Any:
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": challenge.verifier,
+            **client.credentials(),
+        }
+        return token_request(data, Origin=origin)
+
+    allowed = redeem_from("https://app.example.com", allowed_code, allowed_challenge)
+    other = redeem_from("https://evil.example", other_code, other_challenge)
+
+    assert allowed.status_code == 200
+    assert allowed["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "Access-Control-Allow-Origin" not in other  # the browser withholds the answer from it
+
+
 def test_a_token_request_without_the_code_verifier_is_refused_and_the_code_kept() -> None:
     client = registered_client(confidential=False)
     code, challenge = authorization_code(client)
