@@ -4,11 +4,14 @@ and re-encryption under the current encryption key (`manage.py secrets_reencrypt
 The lifecycle and why each wait (docs/decisions/0013-oauth-keys-and-discovery.md):
 `next` (published, not signing) → `active` (signs) → `retired` (published until `publish_until`)
 → deleted. A leaked `next` or `retired` key is withdrawn: retired with `publish_until` = now, out of
-the JWKS at once. Every step is audited with the kid, never the key material.
+the JWKS at once. The `OIDC_RSA_PRIVATE_KEY` setting's row is never deleted once retired: it is what
+keeps the setting from standing in as the fallback signer again (oauth_provider/keys.py). Every
+step is audited with the kid, never the key material.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -31,6 +34,7 @@ from oauth_provider.keys import (
     key_ring_invalidate,
     private_key_parse,
     refresh_seconds,
+    setting_key_kid,
     signing_key_activatable_at,
 )
 from oauth_provider.models import SigningKey
@@ -204,7 +208,8 @@ def signing_key_withdraw(*, key: SigningKey, actor: User | None = None) -> Signi
 
     The key becomes what a retired key is once its tokens have expired: `retired` with
     `publish_until` = now. It is unpublished at once, cannot be activated again, and `prune`
-    deletes it. The active key is refused: another key must sign first.
+    deletes it — except the `OIDC_RSA_PRIVATE_KEY` setting's row, kept so the setting never stands
+    in as the fallback again. The key that signs is refused: another key must sign first.
     """
     now = timezone.now()
     locked = {row.pk: row for row in _lock_keys()}
@@ -226,9 +231,9 @@ def signing_key_withdraw(*, key: SigningKey, actor: User | None = None) -> Signi
         )
     key_ring_invalidate()  # the table as it is now: the rows are locked
     signing = key_ring().signing
-    if signing.from_setting and signing.kid == key.kid:
-        # No active row can be used, so the OIDC_RSA_PRIVATE_KEY setting signs and is published
-        # whatever its row says: withdrawing the row would not take it out of the JWKS.
+    if signing is not None and signing.from_setting and signing.kid == key.kid:
+        # No active row can be used, so the OIDC_RSA_PRIVATE_KEY setting signs as the fallback
+        # (its row is `next`): withdrawing it would leave no key to sign ID tokens.
         raise ValidationError(
             "Key %(kid)s is OIDC_RSA_PRIVATE_KEY, which signs because no active key in the table can "
             "be used (see the error log): make another key sign first (`oidc_keys add`, then "
@@ -245,14 +250,31 @@ def signing_key_withdraw(*, key: SigningKey, actor: User | None = None) -> Signi
     return key
 
 
+def retired_setting_key(keys: Iterable[SigningKey]) -> SigningKey | None:
+    """The row that says the `OIDC_RSA_PRIVATE_KEY` setting was retired (or withdrawn), if any.
+
+    While it exists the setting never signs or is published as the fallback, so `prune` keeps it
+    (unpublished, past `publish_until`) for as long as the setting holds that key.
+    """
+    if not oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+        return None
+    kid = setting_key_kid()
+    return next((key for key in keys if key.kid == kid and key.state == SigningKey.State.RETIRED), None)
+
+
 @transaction.atomic
 def signing_keys_prune(*, actor: User | None = None) -> list[str]:
-    """Delete retired keys past `publish_until` (idempotent); return their kids."""
+    """Delete retired keys past `publish_until` (idempotent); return their kids.
+
+    The setting key's retired row stays (one row at most: the kid is unique): deleting it would let
+    the setting sign and be published again as the fallback.
+    """
     now = timezone.now()
-    _lock_keys()
-    due = list(
-        SigningKey.objects.filter(state=SigningKey.State.RETIRED, publish_until__lte=now).order_by("id")
-    )
+    tombstone = retired_setting_key(_lock_keys())
+    expired = SigningKey.objects.filter(state=SigningKey.State.RETIRED, publish_until__lte=now)
+    if tombstone is not None:
+        expired = expired.exclude(pk=tombstone.pk)
+    due = list(expired.order_by("id"))
     for key in due:
         audit_record(
             action="oauth.signing_key.pruned",

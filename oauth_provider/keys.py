@@ -7,14 +7,19 @@ Where the keys come from (docs/decisions/0013-oauth-keys-and-discovery.md):
 - `key_services.signing_key_add` first imports that key into the table as the active key, so the
   key that signed every token so far stays published through the first rotation. From then on the
   table is the source of truth and the setting is only a fallback: it signs, and is published,
-  when no row of the table can (none active, or the active one cannot be decrypted).
+  when no row of the table can (none active, or the active one cannot be decrypted) — but only
+  while no row with its kid says it was retired. Once the setting key has been retired (by a
+  rotation, or withdrawn because it leaked) it never signs or is published again from the setting;
+  `signing_keys_prune` keeps that row (unpublished) for as long as it is the setting's. With no key
+  to sign, `signing_key()` raises `NoSigningKeyError` (logged when the ring is built): RS256 ID
+  tokens fail rather than being signed with a retired key.
 
 Each process keeps a `KeyRing` (the parsed jwcrypto keys by `kid`, and the JWKS document). It
-re-reads the table's small index (kid, state, publish_until: one indexed query) at most every
-`OAUTH_SIGNING_KEYS_REFRESH_SECONDS`, and decrypts and parses a PEM only for a `kid` it has not
-seen before. A rotation made by any process reaches every gunicorn worker within that interval,
-without a restart, and no request parses a PEM. The process that makes a change drops its own
-copy at once (`key_ring_invalidate`).
+re-reads the table's small index (kid, state, publish_until of every row: one query) at most every
+`OAUTH_SIGNING_KEYS_REFRESH_SECONDS`, and decrypts and parses a PEM only for a published `kid` it
+has not seen before. A rotation made by any process reaches every gunicorn worker within that
+interval, without a restart, and no request parses a PEM. The process that makes a change drops
+its own copy at once (`key_ring_invalidate`).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from jwcrypto import jwk, jws
 from jwcrypto.common import JWException
@@ -76,18 +81,33 @@ class PublishedKey:
         return {"kid": self.kid, "use": "sig", "alg": self.algorithm, **self.key.export_public(as_dict=True)}
 
 
+class NoSigningKeyError(ImproperlyConfigured):
+    """No key can sign RS256 ID tokens: no active row can be used, and the setting may not stand in.
+
+    Raised where the toolkit raises when it has no key (`Application.jwk_key`, at token time): the
+    token request fails (the token view's transaction rolls back, nothing is issued) rather than an
+    ID token being signed with a retired, perhaps leaked, key.
+    """
+
+
 @dataclass(frozen=True)
 class KeyRing:
-    signing: PublishedKey
+    signing: PublishedKey | None  # None: no key can sign (`problem` says why; logged)
     published: Mapping[str, PublishedKey]  # by kid, the signing key first
     jwks: Mapping[str, Any]
+    unusable: frozenset[str] = frozenset()  # published rows left out: not decrypted, or not their kid
+    problem: str | None = None
 
 
-def _published_rows() -> QuerySet[SigningKey]:
-    return SigningKey.objects.filter(
-        Q(state__in=[SigningKey.State.NEXT, SigningKey.State.ACTIVE])
-        | Q(state=SigningKey.State.RETIRED, publish_until__gt=timezone.now())
-    )
+# kid, algorithm, state, publish_until, published
+_IndexRow = tuple[str, str, str, datetime | None, bool]
+
+
+def _is_published(state: str, publish_until: datetime | None, now: datetime) -> bool:
+    """Next and active keys are published; retired ones until `publish_until`."""
+    if state != SigningKey.State.RETIRED:
+        return True
+    return publish_until is not None and publish_until > now
 
 
 class KeyRingCache:
@@ -119,10 +139,15 @@ class KeyRingCache:
         return self._clock() - self._checked_at >= refresh_seconds()
 
     def _refresh(self) -> KeyRing:
-        index = tuple(
-            _published_rows()
-            .order_by("-created_at", "-id")
-            .values_list("kid", "algorithm", "state", "publish_until")
+        # Every row, in one query: the table holds the published keys, at most one unpublished row
+        # of the setting key (kept by prune: it was retired) and retired keys until the next prune.
+        now = timezone.now()
+        rows = SigningKey.objects.order_by("-created_at", "-id").values_list(
+            "kid", "algorithm", "state", "publish_until"
+        )
+        index: tuple[_IndexRow, ...] = tuple(
+            (kid, algorithm, state, until, _is_published(state, until, now))
+            for kid, algorithm, state, until in rows
         )
         setting_pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY or ""
         fingerprint = (index, hashlib.sha256(setting_pem.encode()).hexdigest())
@@ -132,13 +157,16 @@ class KeyRingCache:
         self._checked_at = self._clock()
         return self._ring
 
-    def _build(self, index: tuple[tuple[str, str, str, datetime | None], ...], setting_pem: str) -> KeyRing:
-        self._parse_table_keys([kid for kid, *_ in index])
+    def _build(self, index: tuple[_IndexRow, ...], setting_pem: str) -> KeyRing:
+        published_rows = [row for row in index if row[4]]
+        self._parse_table_keys([kid for kid, *_ in published_rows])
         from_table: dict[str, PublishedKey] = {}
+        unusable: set[str] = set()
         signing: PublishedKey | None = None
-        for kid, algorithm, state, publish_until in index:
+        for kid, algorithm, state, publish_until, _published in published_rows:
             if kid not in self._table_keys:
-                continue  # could not be decrypted (logged): left out
+                unusable.add(kid)  # could not be decrypted (logged): left out
+                continue
             published = PublishedKey(
                 kid=kid,
                 algorithm=algorithm,
@@ -149,19 +177,51 @@ class KeyRingCache:
             from_table[kid] = published
             if state == SigningKey.State.ACTIVE:
                 signing = published
+        problem = None
         if signing is None:
-            signing = self.setting_key(setting_pem)
-            if index:
-                logger.error(
-                    "No usable active signing key in the table; OIDC_RSA_PRIVATE_KEY (kid %s) signs.",
-                    signing.kid,
-                )
-        published_keys = {signing.kid: signing, **{k: v for k, v in from_table.items() if k != signing.kid}}
+            signing, problem = self._fallback(index, setting_pem)
+        published_keys = {
+            **({signing.kid: signing} if signing is not None else {}),
+            **{kid: key for kid, key in from_table.items() if signing is None or kid != signing.kid},
+        }
         return KeyRing(
             signing=signing,
             published=published_keys,
             jwks={"keys": [key.public_jwk() for key in published_keys.values()]},
+            unusable=frozenset(unusable),
+            problem=problem,
         )
+
+    def _fallback(
+        self, index: tuple[_IndexRow, ...], setting_pem: str
+    ) -> tuple[PublishedKey | None, str | None]:
+        """The setting key when no row can sign, unless a row with its kid says it was retired."""
+        if not setting_pem:
+            problem = (
+                "You must set OIDC_RSA_PRIVATE_KEY to use RSA algorithm"  # the toolkit's words
+                if not index
+                else "No key can sign ID tokens, as no active key in the table can be used and "
+                "OIDC_RSA_PRIVATE_KEY is not set."
+            )
+            logger.error(problem)
+            return None, problem
+        setting = self.setting_key(setting_pem)
+        if any(kid == setting.kid and state == SigningKey.State.RETIRED for kid, _, state, *_ in index):
+            # Retired by a rotation or withdrawn (perhaps leaked): never signed or published again.
+            problem = (
+                "No key can sign ID tokens, as no active key in the table can be used and "
+                f"OIDC_RSA_PRIVATE_KEY (kid {setting.kid}) was retired, so it does not stand in. "
+                "Make a key of the table sign (`oidc_keys add`, then `oidc_keys activate <new kid> "
+                "--force`), or configure the encryption key the active key was stored with again."
+            )
+            logger.error(problem)
+            return None, problem
+        if index:
+            logger.error(
+                "No usable active signing key in the table; OIDC_RSA_PRIVATE_KEY (kid %s) signs.",
+                setting.kid,
+            )
+        return setting, None
 
     def _parse_table_keys(self, kids: list[str]) -> None:
         self._table_keys = {kid: key for kid, key in self._table_keys.items() if kid in kids}
@@ -216,13 +276,33 @@ def key_ring_invalidate() -> None:
 
 
 def signing_key() -> PublishedKey:
-    """The key new RS256 tokens are signed with."""
-    return key_ring().signing
+    """The key new RS256 tokens are signed with; `NoSigningKeyError` when no key can sign."""
+    ring = key_ring()
+    if ring.signing is None:
+        raise NoSigningKeyError(ring.problem)
+    return ring.signing
 
 
 def jwks_document() -> Mapping[str, Any]:
     """The public JWKS: every published key (next, active, retired until `publish_until`)."""
     return key_ring().jwks
+
+
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, unverified; empty when `token` is not one."""
+    unverified = jws.JWS()
+    try:
+        unverified.deserialize(token)
+        header = unverified.jose_header
+    except (JWException, ValueError):
+        return {}
+    return dict(header) if isinstance(header, Mapping) else {}
+
+
+def token_algorithm(token: str) -> str | None:
+    """The `alg` a compact JWS says it is signed with (unverified), None when it is not one."""
+    alg = _unverified_header(token).get("alg")
+    return alg if isinstance(alg, str) else None
 
 
 def id_token_verification_key(token: str) -> jwk.JWK | None:
@@ -231,12 +311,7 @@ def id_token_verification_key(token: str) -> jwk.JWK | None:
     None for other tokens (HS256 ones are verified with their client's secret) and for a kid that
     is not published.
     """
-    unverified = jws.JWS()
-    try:
-        unverified.deserialize(token)
-        header = unverified.jose_header
-    except (JWException, ValueError):
-        return None
+    header = _unverified_header(token)
     kid = header.get("kid")
     if header.get("alg") != SigningKey.Algorithm.RS256 or not isinstance(kid, str):
         return None

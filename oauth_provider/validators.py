@@ -39,7 +39,7 @@ from oauthlib.oauth2.rfc6749 import errors
 from oauth_provider import token_services
 from oauth_provider.claims import ClaimsValidatorMixin
 from oauth_provider.hashers import ClientSecretHasher
-from oauth_provider.keys import id_token_verification_key
+from oauth_provider.keys import id_token_verification_key, token_algorithm
 from oauth_provider.models import Application
 
 logger = logging.getLogger(__name__)
@@ -282,8 +282,14 @@ class OAuth2Validator(ClaimsValidatorMixin, ToolkitOAuth2Validator):
 
     def _get_key_for_token(self, token: str) -> Any:
         """The published key an ID token's `kid` names, so a token signed before a rotation (an
-        `id_token_hint` at logout) still verifies; HS256 tokens fall back to their client's key."""
-        return id_token_verification_key(token) or super()._get_key_for_token(token)
+        `id_token_hint` at logout) still verifies. Only an HS256 token falls back to its client's
+        key (its secret); an RS256 token whose kid is not published verifies with nothing."""
+        key = id_token_verification_key(token)
+        if key is not None:
+            return key
+        if token_algorithm(token) != "HS256":
+            return None
+        return super()._get_key_for_token(token)
 
     def validate_jwt_bearer_token(self, token: str, scopes: list[str], request: OAuthlibRequest) -> bool:
         # An ID token says who signed in to the client; it is not an access token (OIDC Core §2).

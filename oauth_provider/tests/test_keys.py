@@ -25,6 +25,8 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 from django.utils import timezone
 from jwcrypto import jwk, jws, jwt
+from oauth2_provider.models import AccessToken, Grant, IDToken
+from oauth2_provider.settings import oauth2_settings
 
 from accounts.encryption import secret_decrypt
 from accounts.models import User
@@ -95,12 +97,14 @@ def authorize(browser: Client, params: dict[str, str]) -> dict[str, list[str]]:
     return parse_qs(location.query)
 
 
-def id_token_from_code_flow(browser: Client, issued: IssuedClient) -> str:
-    """An ID token through a real authorization-code flow with PKCE (the browser is signed in)."""
+def code_flow_token_response(
+    browser: Client, issued: IssuedClient, *, token_client: Client | None = None
+) -> tuple[int, bytes]:
+    """The token endpoint's status and body in a real authorization-code flow with PKCE (signed in)."""
     verifier, challenge = pkce_pair()
     query = authorize(browser, authorization_request(issued, challenge=challenge))
     credentials = base64.b64encode(f"{issued.application.client_id}:{issued.client_secret}".encode()).decode()
-    response = Client().post(
+    response = (token_client or Client()).post(
         "/o/token/",
         {
             "grant_type": "authorization_code",
@@ -110,8 +114,14 @@ def id_token_from_code_flow(browser: Client, issued: IssuedClient) -> str:
         },
         HTTP_AUTHORIZATION=f"Basic {credentials}",
     )
-    assert response.status_code == 200, response.content
-    return str(response.json()["id_token"])
+    return response.status_code, response.content
+
+
+def id_token_from_code_flow(browser: Client, issued: IssuedClient) -> str:
+    """An ID token through a real authorization-code flow with PKCE (the browser is signed in)."""
+    status, body = code_flow_token_response(browser, issued)
+    assert status == 200, body
+    return str(json.loads(body)["id_token"])
 
 
 def header_kid(token: str) -> str:
@@ -145,7 +155,25 @@ def published_kids() -> list[str]:
 
 
 def setting_kid() -> str:
-    return str(jwk.JWK.from_pem(settings.OIDC_RSA_PRIVATE_KEY.encode()).thumbprint())
+    return str(jwk.JWK.from_pem(oauth2_settings.OIDC_RSA_PRIVATE_KEY.encode()).thumbprint())
+
+
+def replace_setting_key(settings: Any) -> str:
+    """Give OIDC_RSA_PRIVATE_KEY a new key (every process rolled with it); return its kid."""
+    pem = rsa_pem()
+    settings.OIDC_RSA_PRIVATE_KEY = pem
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_RSA_PRIVATE_KEY": pem}
+    return setting_kid()
+
+
+def break_ciphertext(key: SigningKey, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored key no longer decrypts, seen by a worker that starts afresh (none parsed yet)."""
+    SigningKey.objects.filter(pk=key.pk).update(private_key_encrypted="not a Fernet token")
+    monkeypatch.setattr(keys, "_cache", keys.KeyRingCache())
+
+
+def issued_tokens() -> tuple[int, int]:
+    return AccessToken.objects.count(), IDToken.objects.count()
 
 
 def key_events() -> list[tuple[str, dict[str, Any]]]:
@@ -281,15 +309,18 @@ def test_rotation_publishes_before_signing_and_keeps_the_old_key_until_its_token
     assert token_verifies(new_token)
     assert token_verifies(old_token)
 
-    # 4. Pruning leaves it alone until publish_until, then removes it from the JWKS.
+    # 4. At publish_until it leaves the JWKS. It was OIDC_RSA_PRIVATE_KEY, so prune keeps its row
+    # (unpublished): the setting never stands in as the fallback again. Other keys' rows are
+    # deleted (test_prune_keeps_the_setting_keys_retired_row_and_only_that_one).
     clock.advance(RETIRED_KEY_PUBLISHED_SECONDS - 1)
-    assert signing_keys_prune() == []
     assert published_kids() == [new.kid, old_kid]
 
     clock.advance(1)
-    assert signing_keys_prune() == [old_kid]
+    keys.key_ring_invalidate()  # what every worker does within one refresh interval
+    assert published_kids() == [new.kid]
+    assert signing_keys_prune() == []
 
-    assert states() == {new.kid: "active"}
+    assert states() == {new.kid: "active", old_kid: "retired"}
     assert published_kids() == [new.kid]
     assert not token_verifies(old_token)
     assert token_verifies(new_token)
@@ -301,7 +332,6 @@ def test_rotation_publishes_before_signing_and_keeps_the_old_key_until_its_token
         ("oauth.signing_key.added", {"kid": new.kid, "algorithm": "RS256", "state": "next", "source": "new"}),
         ("oauth.signing_key.retired", {"kid": old_kid, "publish_until": retired.publish_until.isoformat()}),
         ("oauth.signing_key.activated", {"kid": new.kid, "forced": False, "previous_kid": old_kid}),
-        ("oauth.signing_key.pruned", {"kid": old_kid, "publish_until": retired.publish_until.isoformat()}),
     ]
 
 
@@ -400,6 +430,24 @@ def test_a_retired_key_still_verifies_id_token_hints_while_it_is_published(brows
     assert response.status_code == 200  # the confirmation page: the hint was accepted
 
 
+def test_an_id_token_hint_under_an_unpublished_kid_is_checked_against_no_key(browser: Client) -> None:
+    """Only HS256 hints fall back to the client's own key; an RS256 one names its key or none."""
+    issued = relying_party()
+    stranger = jwk.JWK.generate(kty="RSA", size=2048)
+    forged = jwt.JWT(
+        header={"alg": "RS256", "kid": stranger.thumbprint()},
+        claims={"aud": issued.application.client_id, "jti": "00000000-0000-0000-0000-000000000000"},
+    )
+    forged.make_signed_token(stranger)
+
+    assert OAuth2Validator()._get_key_for_token(forged.serialize()) is None
+    response = browser.get(
+        "/o/logout/", {"id_token_hint": forged.serialize(), "client_id": issued.application.client_id}
+    )
+    assert response.status_code == 400  # the toolkit's "invalid id_token_hint", on our page
+    assert "This sign-out request is not valid" in response.content.decode()
+
+
 def test_id_token_verification_key_refuses_what_it_cannot_vouch_for() -> None:
     stranger = jwk.JWK.generate(kty="RSA", size=2048)
     unknown = jwt.JWT(header={"alg": "RS256", "kid": stranger.thumbprint()}, claims={"aud": "x"})
@@ -447,12 +495,13 @@ def test_a_withdrawn_key_leaves_the_jwks_at_once_and_its_id_tokens_stop_verifyin
     assert states() == {new.kid: "active", leaked_kid: "retired"}
     assert key_events()[-1] == ("oauth.signing_key.withdrawn", {"kid": leaked_kid})
 
-    # It cannot sign again, and the next prune deletes its row.
+    # It cannot sign again, and prune keeps its row: it is OIDC_RSA_PRIVATE_KEY, which must never
+    # stand in as the fallback again.
     with pytest.raises(ValidationError) as reactivated:
         signing_key_activate(key=withdrawn, force=True)
     assert reactivated.value.code == "signing_key_unpublished"
-    assert signing_keys_prune() == [leaked_kid]
-    assert states() == {new.kid: "active"}
+    assert signing_keys_prune() == []
+    assert states() == {new.kid: "active", leaked_kid: "retired"}
     assert published_kids() == [new.kid]
 
 
@@ -516,12 +565,16 @@ def test_withdrawal_refuses_the_active_key_a_key_out_of_the_jwks_and_a_deleted_k
 
 
 def test_withdrawal_refuses_the_setting_key_while_it_signs_as_the_fallback(
-    browser: Client, settings: Any
+    browser: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With no usable active row the setting key signs and is published whatever its row says."""
+    """A new setting key, added as `next`, signs as the fallback when the active row breaks."""
     issued = relying_party()
-    signing_key_activate(key=signing_key_add(), force=True)
-    settings.MFA_ENCRYPTION_KEYS = ["a different encryption key"]  # the active row no longer decrypts
+    first_setting_kid = setting_kid()
+    active = signing_key_add()
+    signing_key_activate(key=active, force=True)
+    replace_setting_key(settings)
+    signing_key_add(private_key_pem=oauth2_settings.OIDC_RSA_PRIVATE_KEY)  # published before it signs
+    break_ciphertext(active, monkeypatch)
     assert header_kid(id_token_from_code_flow(browser, issued)) == setting_kid()
     before = (states(), AuditEvent.objects.count(), published_kids())
 
@@ -530,7 +583,154 @@ def test_withdrawal_refuses_the_setting_key_while_it_signs_as_the_fallback(
 
     assert refused.value.code == "signing_key_active"
     assert (states(), AuditEvent.objects.count(), published_kids()) == before
-    assert published_kids() == [setting_kid()]
+    assert published_kids() == [setting_kid(), first_setting_kid]  # the first one retired, still published
+
+
+# --- the setting key once retired -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retirement", ["rotated out", "withdrawn"])
+def test_a_retired_setting_key_never_signs_or_is_published_again_when_the_active_key_breaks(
+    retirement: str,
+    browser: Client,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Imported, rotated out (or withdrawn: it leaked), pruned; then the active row cannot be used."""
+    issued = relying_party()
+    retired_kid = setting_kid()
+    old_token = id_token_from_code_flow(browser, issued)
+    new = signing_key_add()  # imports the setting key first
+    clock.advance(MAX_AGE + REFRESH)
+    signing_key_activate(key=new)
+    if retirement == "withdrawn":
+        signing_key_withdraw(key=SigningKey.objects.get(kid=retired_kid))
+    else:
+        clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+    assert signing_keys_prune() == []
+    assert published_kids() == [new.kid]
+
+    break_ciphertext(new, monkeypatch)
+    grants, tokens = Grant.objects.count(), issued_tokens()
+    with caplog.at_level(logging.ERROR, logger="oauth_provider.keys"):
+        jwks = jwks_over_http()
+
+    assert jwks == {"keys": []}  # neither the broken active key nor the retired setting key
+    assert f"Signing key {new.kid} cannot be decrypted" in caplog.text
+    assert (
+        "No key can sign ID tokens, as no active key in the table can be used and "
+        f"OIDC_RSA_PRIVATE_KEY (kid {retired_kid}) was retired, so it does not stand in."
+    ) in caplog.text
+    ring = keys.key_ring()
+    assert (ring.signing, dict(ring.published), ring.unusable) == (None, {}, {new.kid})
+    assert keys.id_token_verification_key(old_token) is None
+    assert not token_verifies(old_token)
+    with pytest.raises(keys.NoSigningKeyError, match=f"kid {retired_kid}\\) was retired"):
+        keys.signing_key()
+    # Token requests fail, as the toolkit's do without a key, and issue nothing (the code stays).
+    with pytest.raises(keys.NoSigningKeyError):
+        code_flow_token_response(browser, issued)
+    status, _body = code_flow_token_response(
+        browser, issued, token_client=Client(raise_request_exception=False)
+    )
+    assert status == 500
+    assert issued_tokens() == tokens
+    assert Grant.objects.count() == grants + 2
+    # A key of the table signs again after `add` and a forced `activate`; the setting key stays out.
+    recovered = signing_key_add()
+    signing_key_activate(key=recovered, force=True)
+    token = id_token_from_code_flow(browser, issued)
+    assert header_kid(token) == recovered.kid
+    assert token_verifies(token)
+    assert published_kids() == [recovered.kid]
+    assert states() == {recovered.kid: "active", new.kid: "retired", retired_kid: "retired"}
+
+
+def test_a_retired_setting_key_still_published_does_not_sign_as_the_fallback(
+    browser: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    issued = relying_party()
+    retired_kid = setting_kid()
+    new = signing_key_add()
+    signing_key_activate(key=new, force=True)
+
+    break_ciphertext(new, monkeypatch)
+
+    assert published_kids() == [retired_kid]  # its row: retired, until its publish_until
+    assert keys.key_ring().published[retired_kid].state == "retired"
+    assert keys.key_ring().signing is None
+    with pytest.raises(keys.NoSigningKeyError):
+        id_token_from_code_flow(browser, issued)
+
+
+def test_prune_keeps_the_setting_keys_retired_row_and_only_that_one(clock: Clock, settings: Any) -> None:
+    setting_pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY
+    retired_kid = setting_kid()
+    first = signing_key_add()
+    signing_key_activate(key=first, force=True)
+    second = signing_key_add()
+    signing_key_activate(key=second, force=True)
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+
+    assert signing_keys_prune() == [first.kid]
+    assert signing_keys_prune() == []
+
+    assert states() == {second.kid: "active", retired_kid: "retired"}
+    tombstone = SigningKey.objects.get(kid=retired_kid)
+    assert tombstone.publish_until is not None
+    assert tombstone.publish_until <= clock.now
+    assert published_kids() == [second.kid]
+    assert [metadata["kid"] for action, metadata in key_events() if action.endswith(".pruned")] == [first.kid]
+    # The tombstone cannot be brought back: not activated, not withdrawn, not imported again.
+    codes = []
+    for change in (
+        lambda: signing_key_activate(key=tombstone, force=True),
+        lambda: signing_key_withdraw(key=tombstone),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            change()
+        codes.append(refused.value.code)
+    assert codes == ["signing_key_unpublished", "signing_key_unpublished"]
+    with pytest.raises(ValidationError) as imported:
+        signing_key_add(private_key_pem=setting_pem)
+    assert imported.value.error_dict["kid"][0].code == "unique"
+
+    # Once the setting holds another key, the old row is an ordinary expired key: pruned.
+    replace_setting_key(settings)
+    assert signing_keys_prune() == [retired_kid]
+    assert states() == {second.kid: "active"}
+
+
+def test_the_key_ring_reads_the_table_with_one_query_per_refresh(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    new = signing_key_add()
+    signing_key_activate(key=new, force=True)
+    signing_key_withdraw(key=SigningKey.objects.get(kid=setting_kid()))
+    signing_keys_prune()  # the setting key's row stays: unpublished, it is never decrypted
+    pending = signing_key_add()
+    worker_clock = WorkerClock()
+    monkeypatch.setattr(keys, "_cache", keys.KeyRingCache(clock=worker_clock))
+
+    with django_assert_num_queries(2):  # the index, then the two published keys' PEMs
+        assert list(keys.key_ring().published) == [new.kid, pending.kid]
+    with django_assert_num_queries(0):
+        keys.key_ring()
+    for _ in range(2):
+        worker_clock.seconds += REFRESH
+        with django_assert_num_queries(1):
+            keys.key_ring()
+
+    # With no key that can sign, too: the broken key is not retried until the table changes.
+    SigningKey.objects.filter(pk=new.pk).update(private_key_encrypted="not a Fernet token")
+    monkeypatch.setattr(keys, "_cache", keys.KeyRingCache(clock=worker_clock))
+    with django_assert_num_queries(2):
+        assert keys.key_ring().signing is None
+    for _ in range(2):
+        worker_clock.seconds += REFRESH
+        with django_assert_num_queries(1):
+            assert keys.key_ring().signing is None
 
 
 # --- the process cache ---------------------------------------------------------------------------------
@@ -580,21 +780,31 @@ def test_the_private_key_is_encrypted_at_rest() -> None:
     assert key.kid == jwk.JWK.from_pem(pem.encode()).thumbprint()
 
 
-def test_a_key_that_can_no_longer_be_decrypted_is_left_out_and_the_setting_key_signs(
-    browser: Client, settings: Any, caplog: pytest.LogCaptureFixture
+def test_a_key_that_can_no_longer_be_decrypted_is_left_out_and_a_setting_key_never_retired_signs(
+    browser: Client, settings: Any, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The fallback as before, for a setting key the table never retired: here a replaced setting."""
     issued = relying_party()
+    first_setting_kid = setting_kid()
     new = signing_key_add()
     signing_key_activate(key=new, force=True)
+    new_setting_kid = replace_setting_key(settings)
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+    assert signing_keys_prune() == [first_setting_kid]  # no longer the setting's key
+    assert states() == {new.kid: "active"}  # rows that never included the setting kid
 
     settings.MFA_ENCRYPTION_KEYS = ["a different encryption key"]
     with caplog.at_level(logging.ERROR, logger="oauth_provider.keys"):
         token = id_token_from_code_flow(browser, issued)
 
-    assert header_kid(token) == setting_kid()
+    assert header_kid(token) == new_setting_kid
     assert token_verifies(token)
-    assert new.kid not in published_kids()
+    assert published_kids() == [new_setting_kid]
     assert f"Signing key {new.kid} cannot be decrypted" in caplog.text
+    assert (
+        f"No usable active signing key in the table; OIDC_RSA_PRIVATE_KEY (kid {new_setting_kid}) signs."
+        in (caplog.text)
+    )
 
 
 def test_only_one_key_can_be_active() -> None:
@@ -648,6 +858,7 @@ def test_adding_a_key_twice_is_refused() -> None:
 def test_audit_events_never_hold_key_material(browser: Client) -> None:
     signing_key_activate(key=signing_key_add(), force=True)
     signing_key_withdraw(key=SigningKey.objects.get(kid=setting_kid()))
+    signing_key_withdraw(key=signing_key_add())
     signing_keys_prune()
 
     assert [action for action, _ in key_events()] == [
@@ -655,6 +866,8 @@ def test_audit_events_never_hold_key_material(browser: Client) -> None:
         "oauth.signing_key.added",
         "oauth.signing_key.retired",
         "oauth.signing_key.activated",
+        "oauth.signing_key.withdrawn",
+        "oauth.signing_key.added",
         "oauth.signing_key.withdrawn",
         "oauth.signing_key.pruned",
     ]
@@ -710,8 +923,12 @@ def test_oidc_keys_rotate_takes_the_due_step_each_time(clock: Clock) -> None:
 
     assert run_oidc_keys("prune") == "Nothing to prune.\n"
     clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
-    assert run_oidc_keys("prune") == f"Pruned {old_kid}.\n"
-    assert states() == {new.kid: "active"}
+    assert run_oidc_keys("prune") == (
+        "Nothing to prune.\n"
+        f"Kept {old_kid}, the retired OIDC_RSA_PRIVATE_KEY: its row keeps the setting from signing again "
+        "as the fallback. Once the setting holds another key, prune deletes it.\n"
+    )
+    assert states() == {new.kid: "active", old_kid: "retired"}
 
 
 def test_oidc_keys_activate_refuses_a_new_key_unless_forced() -> None:
@@ -726,12 +943,16 @@ def test_oidc_keys_activate_refuses_a_new_key_unless_forced() -> None:
         f"Activated {new.kid}: it signs new tokens."
     )
     assert states() == {setting_kid(): "retired", new.kid: "active"}
-    listing = run_oidc_keys("list")
-    assert listing.splitlines()[0].split() == ["kid", "state", "created", "activated", "publish", "until"]
-    assert {line.split()[0]: line.split()[1] for line in listing.splitlines()[1:]} == {
+    listing = run_oidc_keys("list").splitlines()
+    assert listing[0].split() == ["kid", "state", "created", "activated", "publish", "until"]
+    assert {line.split()[0]: line.split()[1] for line in listing[1:3]} == {
         new.kid: "active",
         setting_kid(): "retired",
     }
+    assert listing[3:] == [
+        f"OIDC_RSA_PRIVATE_KEY (kid {setting_kid()}) is retired: it never signs or is published again, not "
+        "even as the fallback; `oidc_keys prune` keeps its row while the setting holds this key."
+    ]
 
 
 def test_oidc_keys_withdraw_takes_a_leaked_key_out_of_the_jwks_and_warns(
@@ -753,14 +974,15 @@ def test_oidc_keys_withdraw_takes_a_leaked_key_out_of_the_jwks_and_warns(
     assert warnings == (
         f"Warning: ID tokens signed with {leaked_kid} stop verifying, here and at relying parties once "
         f"their cached JWKS copies expire (max-age {MAX_AGE} s).\n"
-        f"Warning: {leaked_kid} is OIDC_RSA_PRIVATE_KEY, the fallback that signs and is published again "
-        "if no active key in the table can be used: replace it in every process's environment and roll "
-        "them.\n"
+        f"Warning: {leaked_kid} is OIDC_RSA_PRIVATE_KEY. Its row stays, unpublished, so it never signs or "
+        "is published again, not even as the fallback; still replace it in every process's environment "
+        "and roll them: a leaked key should not stay configured (a database restored from before its "
+        "import would sign with it again), and a new one is a working fallback.\n"
     )
     assert published_kids() == [new.kid]
     assert not token_verifies(leaked_token)
     assert key_events()[-1] == ("oauth.signing_key.withdrawn", {"kid": leaked_kid})
-    listing = run_oidc_keys("list").splitlines()[1:]
+    listing = run_oidc_keys("list").splitlines()[1:3]
     assert {line.split()[0]: line.split()[1] for line in listing} == {
         new.kid: "active",
         leaked_kid: "retired",
@@ -807,11 +1029,66 @@ def test_oidc_keys_withdraw_refuses_the_active_key_and_an_unknown_kid() -> None:
     assert (states(), AuditEvent.objects.count(), published_kids()) == before
 
 
+def test_oidc_keys_list_says_when_no_key_can_sign(monkeypatch: pytest.MonkeyPatch) -> None:
+    retired_kid = setting_kid()
+    run_oidc_keys("add")
+    [new] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+    run_oidc_keys("activate", new.kid, "--force")
+    run_oidc_keys("withdraw", retired_kid)
+    break_ciphertext(new, monkeypatch)
+
+    output, errors = run_oidc_keys_with_warnings("list")
+
+    assert output.splitlines()[3:] == [
+        f"{new.kid} (active) cannot be used: it does not decrypt with the configured keys (or does not "
+        "match its kid), so it is left out of the JWKS.",
+        f"OIDC_RSA_PRIVATE_KEY (kid {retired_kid}) is retired: it never signs or is published again, not "
+        "even as the fallback; `oidc_keys prune` keeps its row while the setting holds this key.",
+    ]
+    assert errors == (
+        "Error: No key can sign ID tokens, as no active key in the table can be used and "
+        f"OIDC_RSA_PRIVATE_KEY (kid {retired_kid}) was retired, so it does not stand in. Make a key of the "
+        "table sign (`oidc_keys add`, then `oidc_keys activate <new kid> --force`), or configure the "
+        "encryption key the active key was stored with again. Until then every token request that returns "
+        "an ID token fails.\n"
+    )
+
+
+def test_oidc_keys_list_says_when_the_setting_key_signs_as_the_fallback(
+    clock: Clock, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new = signing_key_add()
+    signing_key_activate(key=new, force=True)
+    new_setting_kid = replace_setting_key(settings)
+    clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
+    signing_keys_prune()
+    assert run_oidc_keys("list").splitlines()[2:] == [
+        f"OIDC_RSA_PRIVATE_KEY (kid {new_setting_kid}) is not used: the table's keys sign (it is the "
+        "fallback if no active key in the table can be used)."
+    ]
+    break_ciphertext(new, monkeypatch)
+
+    output, errors = run_oidc_keys_with_warnings("list")
+
+    assert output.splitlines()[2:] == [
+        f"{new.kid} (active) cannot be used: it does not decrypt with the configured keys (or does not "
+        "match its kid), so it is left out of the JWKS."
+    ]
+    assert errors == (
+        f"Error: no active key in the table can be used: OIDC_RSA_PRIVATE_KEY (kid {new_setting_kid}) signs "
+        "as the fallback, and is published. Make a key of the table sign (`oidc_keys add`, then "
+        "`oidc_keys activate <new kid> --force`).\n"
+    )
+    assert published_kids() == [new_setting_kid]
+
+
 def test_the_hourly_beat_job_prunes_retired_keys(clock: Clock) -> None:
+    first = signing_key_add()
+    signing_key_activate(key=first, force=True)
     signing_key_activate(key=signing_key_add(), force=True)
     clock.advance(RETIRED_KEY_PUBLISHED_SECONDS)
 
-    assert signing_keys_prune_task.delay().get() == [setting_kid()]
+    assert signing_keys_prune_task.delay().get() == [first.kid]  # the setting key's row stays
     assert signing_keys_prune_task.delay().get() == []  # idempotent
     entry = celery_app.conf.beat_schedule["oauth-signing-keys-prune"]
     assert entry["task"] == signing_keys_prune_task.name == "oauth_provider.signing_keys_prune"

@@ -16,8 +16,11 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+from oauth2_provider.settings import oauth2_settings
 
 from oauth_provider.key_services import (
+    retired_setting_key,
     signing_key_activate,
     signing_key_add,
     signing_key_withdraw,
@@ -26,9 +29,9 @@ from oauth_provider.key_services import (
 )
 from oauth_provider.keys import (
     jwks_max_age_seconds,
+    key_ring,
     refresh_seconds,
     setting_key_kid,
-    signing_key,
     signing_key_activatable_at,
     signing_key_list,
 )
@@ -85,9 +88,42 @@ class Command(BaseCommand):
                 f"{key.kid:<44}  {key.state:<8}  {_when(key.created_at):<23}  {_when(key.activated_at):<23}  "
                 f"{_when(key.publish_until)}"
             )
-        if not signing_key().from_setting and setting_key_kid() not in {key.kid for key in keys}:
+        ring = key_ring()
+        for key in keys:
+            if key.kid in ring.unusable:
+                self.stdout.write(
+                    f"{key.kid} ({key.state}) cannot be used: it does not decrypt with the configured "
+                    "keys (or does not match its kid), so it is left out of the JWKS."
+                )
+        kid = setting_key_kid() if oauth2_settings.OIDC_RSA_PRIVATE_KEY else None
+        if retired_setting_key(keys) is not None:
             self.stdout.write(
-                f"OIDC_RSA_PRIVATE_KEY (kid {setting_key_kid()}) is not used: the table's keys sign."
+                f"OIDC_RSA_PRIVATE_KEY (kid {kid}) is retired: it never signs or is published again, not "
+                "even as the fallback; `oidc_keys prune` keeps its row while the setting holds this key."
+            )
+        elif (
+            kid is not None
+            and kid not in {key.kid for key in keys}
+            and ring.signing is not None
+            and not ring.signing.from_setting
+        ):
+            self.stdout.write(
+                f"OIDC_RSA_PRIVATE_KEY (kid {kid}) is not used: the table's keys sign (it is the "
+                "fallback if no active key in the table can be used)."
+            )
+        if ring.signing is None:
+            self.stderr.write(
+                self.style.ERROR(
+                    f"Error: {ring.problem} Until then every token request that returns an ID token fails."
+                )
+            )
+        elif ring.signing.from_setting:
+            self.stderr.write(
+                self.style.ERROR(
+                    f"Error: no active key in the table can be used: OIDC_RSA_PRIVATE_KEY (kid {kid}) "
+                    "signs as the fallback, and is published. Make a key of the table sign "
+                    "(`oidc_keys add`, then `oidc_keys activate <new kid> --force`)."
+                )
             )
 
     def handle_add(self, *, pem_file: Path | None = None, **options: Any) -> None:
@@ -145,9 +181,11 @@ class Command(BaseCommand):
         if key.kid == setting_key_kid():
             self.stderr.write(
                 self.style.WARNING(
-                    f"Warning: {key.kid} is OIDC_RSA_PRIVATE_KEY, the fallback that signs and is published "
-                    "again if no active key in the table can be used: replace it in every process's "
-                    "environment and roll them."
+                    f"Warning: {key.kid} is OIDC_RSA_PRIVATE_KEY. Its row stays, unpublished, so it never "
+                    "signs or is published again, not even as the fallback; still replace it in every "
+                    "process's environment and roll them: a leaked key should not stay configured (a "
+                    "database restored from before its import would sign with it again), and a new one "
+                    "is a working fallback."
                 )
             )
 
@@ -168,6 +206,12 @@ class Command(BaseCommand):
     def handle_prune(self, **options: Any) -> None:
         kids = signing_keys_prune()
         self.stdout.write(f"Pruned {', '.join(kids)}." if kids else "Nothing to prune.")
+        kept = retired_setting_key(SigningKey.objects.filter(state=SigningKey.State.RETIRED))
+        if kept is not None and kept.publish_until is not None and kept.publish_until <= timezone.now():
+            self.stdout.write(
+                f"Kept {kept.kid}, the retired OIDC_RSA_PRIVATE_KEY: its row keeps the setting from signing "
+                "again as the fallback. Once the setting holds another key, prune deletes it."
+            )
 
     def _next_activation(self, key: SigningKey) -> None:
         self.stdout.write(
