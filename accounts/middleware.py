@@ -31,6 +31,10 @@ ENROLMENT_PATH_PREFIXES = (
     "/o/authorize/",
 )
 AUDITED_SESSION_KEY = "accounts_mfa_enrolment_required_audited"
+# The authorization request that was interrupted to set up a factor: the MFA pages offer to go
+# back to it once one is set up (accounts.context_processors.mfa_enrolment_resume).
+RESUME_SESSION_KEY = "accounts_mfa_enrolment_resume"
+RESUMABLE_PATHS = ("/o/authorize/",)
 
 
 class MFAEnrolmentMiddleware:
@@ -54,7 +58,12 @@ class MFAEnrolmentMiddleware:
 
 
 def mfa_enrolment_redirect(request: HttpRequest, user: User) -> HttpResponse:
-    """To the second-factor setup, with a message; the session's first one is audited."""
+    """To the second-factor setup, with a message; the session's first one is audited.
+
+    An interrupted authorization request is kept in the session, to be offered back afterwards.
+    """
+    if request.method == "GET" and request.path_info in RESUMABLE_PATHS:
+        request.session[RESUME_SESSION_KEY] = request.get_full_path()
     if not request.session.get(AUDITED_SESSION_KEY):
         request.session[AUDITED_SESSION_KEY] = True
         audit_record(

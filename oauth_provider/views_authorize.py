@@ -40,7 +40,7 @@ from oauth2_provider.views import AuthorizationView as ToolkitAuthorizationView
 from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 from oauthlib.openid.connect.core.exceptions import InteractionRequired
 
-from accounts.middleware import mfa_enrolment_redirect
+from accounts.middleware import RESUME_SESSION_KEY, mfa_enrolment_redirect
 from accounts.models import User
 from accounts.selectors_mfa import user_mfa_missing
 from oauth_provider.claims import SignIn, sign_in_of
@@ -178,6 +178,7 @@ class AuthorizeView(ToolkitAuthorizationView):
                     application,
                 )
             return mfa_enrolment_redirect(request, user)
+        request.session.pop(RESUME_SESSION_KEY, None)  # the interrupted request is back
 
         # Consent (OIDC Core §3.1.2.4).
         if self._consent_needed(user=user, application=application, scopes=scopes, prompt=prompt):

@@ -699,3 +699,20 @@ def test_a_consent_answer_from_such_a_user_issues_no_code(client: Client, applic
 
     assert response["Location"] == "/accounts/2fa/"
     assert get_grant_model().objects.count() == 0
+
+
+def test_after_setting_up_a_factor_the_interrupted_request_is_offered_back(
+    client: Client, trusted_application: Application, moderator_without_mfa: User
+) -> None:
+    path = authorize_path(trusted_application, pkce())
+    assert client.get(path)["Location"] == "/accounts/2fa/"
+    before = client.get("/accounts/2fa/")
+    assert "Continue to the application" not in before.content.decode()  # no factor yet
+
+    totp_enrol(moderator_without_mfa)  # as allauth's activation page does
+    page = client.get("/accounts/2fa/")
+
+    assert page.status_code == 200
+    assert page.context["mfa_resume_url"] == path
+    code_from(client.get(page.context["mfa_resume_url"]))
+    assert "mfa_resume_url" not in client.get("/accounts/2fa/").context  # offered once
