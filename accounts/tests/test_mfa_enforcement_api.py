@@ -8,15 +8,12 @@ so every caller here holds a real JWT, OAuth access token or session.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from allauth.account.models import EmailAddress
-from allauth.mfa import app_settings as mfa_settings
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, set_token_value
@@ -24,42 +21,19 @@ from rest_framework.test import APIClient
 
 from accounts.exceptions import MFAEnrollmentRequired
 from accounts.models import User
-from accounts.services.moderation import user_set_roles
-from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, totp_code, totp_enrol
+from accounts.tests.factories import DEFAULT_PASSWORD, totp_code, totp_enrol
+from accounts.tests.headless import APP, app_post, verified_user, with_step_headroom
 from oauth_provider.services import application_create
 
 # The cached copy of a user is dropped when a commit adds a factor: these tests really commit.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-APP = "/_allauth/app/v1"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 MFA_ENROLLMENT_REQUIRED = {
     "type": "client_error",
     "errors": [
         {"code": "mfa_enrollment_required", "detail": MFAEnrollmentRequired.default_detail, "attr": None}
     ],
 }
-
-
-def verified_user(role: str | None = None, **fields: Any) -> User:
-    user = UserFactory.create(**fields)
-    EmailAddress.objects.create(user=user, email=user.email.lower(), primary=True, verified=True)
-    if role is not None:
-        user_set_roles(user=user, roles=[role])
-    return user
-
-
-def app_post(client: Client, path: str, body: dict[str, Any], session_token: str | None = None) -> Any:
-    headers = {"User-Agent": USER_AGENT}
-    if session_token:
-        headers["X-Session-Token"] = session_token
-    return client.post(f"{APP}{path}", body, content_type="application/json", headers=headers)
-
-
-def with_step_headroom(seconds: float = 3) -> None:
-    remaining = mfa_settings.TOTP_PERIOD - time.time() % mfa_settings.TOTP_PERIOD
-    if remaining < seconds:
-        time.sleep(remaining + 0.1)
 
 
 def sign_in(user: User, secret: str | None = None) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
-from allauth.mfa import app_settings as mfa_settings
 from allauth.mfa.models import Authenticator
 from django.core import mail
 from django.test import Client
@@ -29,13 +28,12 @@ from accounts.tests.factories import (
     totp_code,
     totp_enrol,
 )
+from accounts.tests.headless import APP, USER_AGENT, app_post, verified_user, with_step_headroom
 from audit.models import AuditEvent
 
 # E-mails, cache marks and audit rows follow commits: these tests really commit.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-APP = "/_allauth/app/v1"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 EMAIL_CODE_IN_BODY = re.compile(r"^\s*(\d{6})\s*$", re.MULTILINE)
 INCORRECT_CODE = {
     "code": "incorrect_code",
@@ -49,34 +47,14 @@ INCORRECT_CODE = {
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def verified_user(**fields: Any) -> User:
-    user = UserFactory.create(**fields)
-    EmailAddress.objects.create(user=user, email=user.email.lower(), primary=True, verified=True)
-    return user
-
-
 def totp_user(**fields: Any) -> tuple[User, str]:
     user = verified_user(**fields)
     return user, totp_enrol(user)
 
 
-def app_post(client: Client, path: str, body: dict[str, Any], session_token: str | None = None) -> Any:
-    headers = {"User-Agent": USER_AGENT}
-    if session_token:
-        headers["X-Session-Token"] = session_token
-    return client.post(f"{APP}{path}", body, content_type="application/json", headers=headers)
-
-
 def app_request(client: Client, method: str, path: str, session_token: str) -> Any:
     headers = {"User-Agent": USER_AGENT, "X-Session-Token": session_token}
     return getattr(client, method)(f"{APP}{path}", headers=headers)
-
-
-def with_step_headroom(seconds: float = 3) -> None:
-    """Wait out the end of a TOTP step, so a code computed now is checked within the same step."""
-    remaining = mfa_settings.TOTP_PERIOD - time.time() % mfa_settings.TOTP_PERIOD
-    if remaining < seconds:
-        time.sleep(remaining + 0.1)
 
 
 @dataclass

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 from allauth.account.internal.flows.login import AUTHENTICATION_METHODS_SESSION_KEY
-from allauth.account.models import EmailAddress
-from allauth.mfa import app_settings as mfa_settings
 from allauth.mfa.models import Authenticator
 from django.test import Client
 from django.utils import timezone
@@ -24,23 +22,19 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.exceptions import ReauthenticationRequired
 from accounts.models import DeviceSession, User
 from accounts.services import session_store
-from accounts.services.moderation import user_set_roles
 from accounts.tests.factories import (
     DEFAULT_PASSWORD,
-    UserFactory,
     mark_reauthenticated,
     recovery_codes_enrol,
     totp_code,
     totp_enrol,
 )
+from accounts.tests.headless import APP, app_post, verified_user, with_step_headroom
 from audit.models import AuditEvent
 from oauth_provider.services import application_create
 
 # Revocation marks and cache entries follow commits: these tests really commit.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-APP = "/_allauth/app/v1"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
 def challenge(max_age: int = 600) -> str:
@@ -60,28 +54,6 @@ REAUTHENTICATION_REQUIRED = {
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def verified_user(role: str | None = None, **fields: Any) -> User:
-    user = UserFactory.create(**fields)
-    EmailAddress.objects.create(user=user, email=user.email.lower(), primary=True, verified=True)
-    if role is not None:
-        user_set_roles(user=user, roles=[role])
-    return user
-
-
-def app_post(client: Client, path: str, body: dict[str, Any], session_token: str | None = None) -> Any:
-    headers = {"User-Agent": USER_AGENT}
-    if session_token:
-        headers["X-Session-Token"] = session_token
-    return client.post(f"{APP}{path}", body, content_type="application/json", headers=headers)
-
-
-def with_step_headroom(seconds: float = 3) -> None:
-    """Wait out the end of a TOTP step, so a code computed now is checked within the same step."""
-    remaining = mfa_settings.TOTP_PERIOD - time.time() % mfa_settings.TOTP_PERIOD
-    if remaining < seconds:
-        time.sleep(remaining + 0.1)
 
 
 @dataclass
