@@ -9,11 +9,11 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from oauth_provider.tests.browser import pkce
 from oauth_provider.tests.test_keys import (
     REDIRECT_URI,
     authorization_request,
     authorize,
-    pkce_pair,
     relying_party,
 )
 from oauth_provider.validators import OAuth2Validator
@@ -167,9 +167,7 @@ def test_the_authorization_response_carries_the_issuer(user: User) -> None:
     browser = Client()
     browser.force_login(user)
     issued = relying_party()
-    _, challenge = pkce_pair()
-
-    query = authorize(browser, authorization_request(issued, challenge=challenge))
+    query = authorize(browser, authorization_request(issued, challenge=pkce().challenge))
 
     assert query["iss"] == [SITE]
     assert query["state"] == ["state-1"]
@@ -181,10 +179,9 @@ def test_an_error_response_carries_the_issuer_too(user: User) -> None:
     browser = Client()
     browser.force_login(user)
     issued = relying_party()
-    _, challenge = pkce_pair()
-
     response = browser.get(
-        "/o/authorize/", authorization_request(issued, challenge=challenge, scope="openid no-such-scope")
+        "/o/authorize/",
+        authorization_request(issued, challenge=pkce().challenge, scope="openid no-such-scope"),
     )
 
     assert response.status_code == 302

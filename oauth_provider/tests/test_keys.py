@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import logging
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +41,7 @@ from oauth_provider.key_services import (
 from oauth_provider.models import Application, SigningKey
 from oauth_provider.services import IssuedClient, application_create
 from oauth_provider.tasks import signing_keys_prune as signing_keys_prune_task
+from oauth_provider.tests.browser import pkce
 from oauth_provider.validators import OAuth2Validator
 
 pytestmark = pytest.mark.django_db
@@ -64,12 +63,6 @@ def relying_party() -> IssuedClient:
     return application_create(
         name="Relying party", owner=None, redirect_uris=REDIRECT_URI, skip_authorization=True
     )
-
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
 
 
 def authorization_request(issued: IssuedClient, *, challenge: str, **extra: str) -> dict[str, str]:
@@ -101,8 +94,8 @@ def code_flow_token_response(
     browser: Client, issued: IssuedClient, *, token_client: Client | None = None
 ) -> tuple[int, bytes]:
     """The token endpoint's status and body in a real authorization-code flow with PKCE (signed in)."""
-    verifier, challenge = pkce_pair()
-    query = authorize(browser, authorization_request(issued, challenge=challenge))
+    challenge = pkce()
+    query = authorize(browser, authorization_request(issued, challenge=challenge.challenge))
     credentials = base64.b64encode(f"{issued.application.client_id}:{issued.client_secret}".encode()).decode()
     response = (token_client or Client()).post(
         "/o/token/",
@@ -110,7 +103,7 @@ def code_flow_token_response(
             "grant_type": "authorization_code",
             "code": query["code"][0],
             "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier,
+            "code_verifier": challenge.verifier,
         },
         HTTP_AUTHORIZATION=f"Basic {credentials}",
     )

@@ -4,12 +4,10 @@ token, and a registered client signing a user in (docs/decisions/0016)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
 import re
-import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -37,6 +35,7 @@ from oauth_provider.registration_services import (
     initial_access_token_revoke,
 )
 from oauth_provider.services import application_update
+from oauth_provider.tests.browser import pkce
 
 pytestmark = pytest.mark.django_db
 
@@ -724,12 +723,6 @@ def test_the_registration_access_token_is_no_api_token(client: Client, registere
 # --- a registered client signs a user in -------------------------------------------------------------
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
 def _consent_fields(page: Any) -> dict[str, str]:
     """The consent form's hidden fields, as a browser posts them."""
     content = page.content.decode()
@@ -747,14 +740,14 @@ def authorization_code_flow(registered: dict[str, Any], *, redirect_uri: str, sc
     EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=True)
     browser = Client()
     browser.force_login(user)
-    verifier, challenge = _pkce()
+    pair = pkce()
     query = {
         "response_type": "code",
         "client_id": registered["client_id"],
         "redirect_uri": redirect_uri,
         "scope": scope,
         "state": "xyz",
-        "code_challenge": challenge,
+        "code_challenge": pair.challenge,
         "code_challenge_method": "S256",
     }
     page = browser.get(f"/o/authorize/?{urlencode(query)}")
@@ -769,7 +762,7 @@ def authorization_code_flow(registered: dict[str, Any], *, redirect_uri: str, sc
         "code": code,
         "redirect_uri": redirect_uri,
         "client_id": registered["client_id"],
-        "code_verifier": verifier,
+        "code_verifier": pair.verifier,
     }
     if "client_secret" in registered:
         token_request["client_secret"] = registered["client_secret"]
