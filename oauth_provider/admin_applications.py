@@ -131,6 +131,21 @@ class ApplicationForm(forms.ModelForm):
         return str(self.cleaned_data["contacts"]).split()
 
 
+# The fields `application_create` takes as arguments; the form's other fields go in its `metadata`.
+CREATE_ARGUMENTS = frozenset(
+    {
+        "name",
+        "user",
+        "client_type",
+        "authorization_grant_type",
+        "redirect_uris",
+        "allowed_scopes",
+        "skip_authorization",
+        "require_pkce",
+    }
+)
+
+
 class _ApplicationChangesThroughServices(admin.ModelAdmin):
     """Save the forms through the services (below `AuditedModelAdminMixin`, as the user admin does)."""
 
@@ -151,19 +166,7 @@ class _ApplicationChangesThroughServices(admin.ModelAdmin):
             skip_authorization=data.get("skip_authorization", False),
             require_pkce=data.get("require_pkce", True),
             metadata={
-                name: data[name]
-                for name in (
-                    "post_logout_redirect_uris",
-                    "allowed_origins",
-                    "client_uri",
-                    "logo_uri",
-                    "policy_uri",
-                    "tos_uri",
-                    "contacts",
-                    "software_id",
-                    "software_version",
-                )
-                if name in data
+                name: data[name] for name in UPDATABLE_FIELDS - CREATE_ARGUMENTS if name in data
             },
             actor=actor,
         )
