@@ -165,9 +165,7 @@ class _ApplicationChangesThroughServices(admin.ModelAdmin):
             allowed_scopes=data.get("allowed_scopes", ""),
             skip_authorization=data.get("skip_authorization", False),
             require_pkce=data.get("require_pkce", True),
-            metadata={
-                name: data[name] for name in UPDATABLE_FIELDS - CREATE_ARGUMENTS if name in data
-            },
+            metadata={name: data[name] for name in UPDATABLE_FIELDS - CREATE_ARGUMENTS if name in data},
             actor=actor,
         )
         obj.pk = issued.application.pk

@@ -98,25 +98,34 @@ def _save(key: SigningKey) -> None:
     key.save()
 
 
-def _import_setting_key(*, actor: User | None, now: datetime) -> SigningKey:
-    """Make the `OIDC_RSA_PRIVATE_KEY` setting, which signed every token so far, the table's active key."""
-    pem = oauth2_settings.OIDC_RSA_PRIVATE_KEY
-    parsed = _validated_key(pem)
+def _key_add(*, pem: str, state: str, source: str, actor: User | None, now: datetime) -> SigningKey:
+    """Store `pem` encrypted as a key in `state`, and record `oauth.signing_key.added`."""
     key = SigningKey(
-        kid=parsed.thumbprint(),
-        state=SigningKey.State.ACTIVE,
+        kid=_validated_key(pem).thumbprint(),
+        state=state,
         private_key_encrypted=secret_encrypt(pem),
         created_at=now,
-        activated_at=now,
+        activated_at=now if state == SigningKey.State.ACTIVE else None,
     )
     _save(key)
     audit_record(
         action="oauth.signing_key.added",
         actor=actor,
         target=key,
-        metadata={"kid": key.kid, "algorithm": key.algorithm, "state": key.state, "source": "setting"},
+        metadata={"kid": key.kid, "algorithm": key.algorithm, "state": key.state, "source": source},
     )
     return key
+
+
+def _import_setting_key(*, actor: User | None, now: datetime) -> SigningKey:
+    """Make the `OIDC_RSA_PRIVATE_KEY` setting, which signed every token so far, the table's active key."""
+    return _key_add(
+        pem=oauth2_settings.OIDC_RSA_PRIVATE_KEY,
+        state=SigningKey.State.ACTIVE,
+        source="setting",
+        actor=actor,
+        now=now,
+    )
 
 
 @transaction.atomic
@@ -126,20 +135,7 @@ def signing_key_add(*, actor: User | None = None, private_key_pem: str | None = 
     if not _lock_keys():
         _import_setting_key(actor=actor, now=now)
     pem = private_key_pem if private_key_pem is not None else _new_private_key_pem()
-    parsed = _validated_key(pem)
-    key = SigningKey(
-        kid=parsed.thumbprint(),
-        state=SigningKey.State.NEXT,
-        private_key_encrypted=secret_encrypt(pem),
-        created_at=now,
-    )
-    _save(key)
-    audit_record(
-        action="oauth.signing_key.added",
-        actor=actor,
-        target=key,
-        metadata={"kid": key.kid, "algorithm": key.algorithm, "state": key.state, "source": "new"},
-    )
+    key = _key_add(pem=pem, state=SigningKey.State.NEXT, source="new", actor=actor, now=now)
     _keys_changed()
     return key
 
