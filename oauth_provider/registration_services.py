@@ -13,7 +13,6 @@ Decisions: docs/decisions/0016-oauth-client-registration-and-admin.md. In short:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -42,6 +41,7 @@ from oauth_provider.models.registration import (
     InitialAccessTokenState,
 )
 from oauth_provider.services import application_delete, application_update, client_summary
+from oauth_provider.token_services import checksum  # high-entropy credentials: SHA-256 finds them
 
 DEFAULT_REGISTRATION_SCOPES = ("openid", "profile", "email", "offline_access", "users:read", "files:read")
 DEFAULT_INITIAL_ACCESS_TOKEN_DAYS = 7
@@ -98,11 +98,6 @@ def initial_access_token_default_lifetime() -> timedelta:
 def known_scopes() -> list[str]:
     """Every scope of the server, in the order the OAuth settings declare them."""
     return list(get_scopes_backend().get_all_scopes())
-
-
-def checksum(value: str) -> str:
-    """SHA-256 of a high-entropy random credential: fast, and enough to find and compare it."""
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 # --- initial access tokens -------------------------------------------------------------------------
