@@ -1022,6 +1022,29 @@ def test_oidc_keys_withdraw_refuses_the_active_key_and_an_unknown_kid() -> None:
     assert (states(), AuditEvent.objects.count(), published_kids()) == before
 
 
+@pytest.mark.parametrize("first", ["v", "C", "-"])
+def test_oidc_keys_reads_a_kid_that_starts_with_a_dash_as_the_kid(first: str) -> None:
+    """One thumbprint in 64 starts with "-"; `-v...` would otherwise be read as the verbosity."""
+    dash_kid = f"-{first}" + "Q" * 41
+    run_oidc_keys("add")
+    [pending] = SigningKey.objects.filter(state=SigningKey.State.NEXT)
+    SigningKey.objects.filter(pk=pending.pk).update(kid=dash_kid)
+
+    output = run_oidc_keys("withdraw", dash_kid)
+    with pytest.raises(CommandError) as activate:
+        run_oidc_keys("activate", dash_kid, "--force")
+    with pytest.raises(CommandError) as both:
+        run_oidc_keys("withdraw", "some-kid", dash_kid)
+    with pytest.raises(CommandError) as neither:
+        run_oidc_keys("withdraw")
+
+    assert output.startswith(f"Withdrew {dash_kid}: out of this process's JWKS now")
+    assert SigningKey.objects.get(pk=pending.pk).state == SigningKey.State.RETIRED
+    assert str(activate.value) == "This key is no longer published; add a new key instead."
+    assert str(both.value) == "Give one kid."
+    assert str(neither.value) == "Error: the following arguments are required: kid"
+
+
 def test_oidc_keys_list_says_when_no_key_can_sign(monkeypatch: pytest.MonkeyPatch) -> None:
     retired_kid = setting_kid()
     run_oidc_keys("add")

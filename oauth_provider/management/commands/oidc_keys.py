@@ -10,6 +10,9 @@ manage.py oidc_keys prune
 
 from __future__ import annotations
 
+import argparse
+import re
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +45,32 @@ def _when(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "-"
 
 
+# A kid is the key's RFC 7638 thumbprint: 43 base64url characters, and one in 64 starts with "-".
+_DASH_KID = re.compile(r"-[A-Za-z0-9_-]{42}")
+
+
+class _KidParser(CommandParser):
+    """Reads a kid that starts with "-" as the kid, not as an option (`-v...` would be the verbosity).
+
+    No option of the command is 43 base64url characters long, so such an argument is rewritten to
+    the hidden `--kid=...` form, which argparse reads as a value whatever its first character.
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None:
+            args = [f"--kid={arg}" if _DASH_KID.fullmatch(arg) else arg for arg in args]
+        return super().parse_known_args(args, namespace)
+
+
 class Command(BaseCommand):
     help = "List, add, activate, withdraw and prune the OIDC signing keys; `rotate` takes the next safe step."
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.__class__ = _KidParser  # the subcommand parsers are made from type(parser)
+        return parser
 
     def add_arguments(self, parser: CommandParser) -> None:
         commands = parser.add_subparsers(dest="action", required=True)
@@ -54,6 +81,7 @@ class Command(BaseCommand):
         )
         activate = commands.add_parser("activate", help="Sign with a published key; the active key retires.")
         activate.add_argument("kid", nargs="?", help="The key to activate (default: the newest `next` key).")
+        activate.add_argument("--kid", dest="dash_kid", help=argparse.SUPPRESS)
         activate.add_argument(
             "--force",
             action="store_true",
@@ -65,10 +93,17 @@ class Command(BaseCommand):
         withdraw = commands.add_parser(
             "withdraw", help="Take a leaked key out of the JWKS now; ID tokens it signed stop verifying."
         )
-        withdraw.add_argument("kid", help="The key to withdraw (not the active one).")
+        withdraw.add_argument("kid", nargs="?", help="The key to withdraw (not the active one).")
+        withdraw.add_argument("--kid", dest="dash_kid", help=argparse.SUPPRESS)
         commands.add_parser("prune", help="Delete retired keys whose tokens have all expired.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("dash_kid"):
+            if options.get("kid"):
+                raise CommandError("Give one kid.")
+            options["kid"] = options["dash_kid"]
+        if options["action"] == "withdraw" and not options.get("kid"):
+            raise CommandError("Error: the following arguments are required: kid")
         try:
             getattr(self, f"handle_{options['action']}")(**options)
         except ValidationError as error:
