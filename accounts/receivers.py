@@ -184,13 +184,16 @@ def audit_email_changed(
     to_email_address: EmailAddress,
     **kwargs: Any,
 ) -> None:
-    before = from_email_address.email if from_email_address is not None else ""
+    if from_email_address is None:
+        # allauth (ACCOUNT_CHANGE_EMAIL) sends this after every verification, a sign-up's first
+        # included: with no address before, nothing changed (`email_verified` records the address).
+        return
     audit_record(
         action="accounts.user.email_changed",
         actor=user,
         target=user,
         request=request,
-        changes={"email": [before, to_email_address.email]},
+        changes={"email": [from_email_address.email, to_email_address.email]},
     )
 
 

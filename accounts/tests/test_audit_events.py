@@ -59,6 +59,26 @@ def test_sign_up_is_recorded_with_where_it_came_from(client: Client) -> None:
     assert event.outcome == "success"
 
 
+def test_verifying_a_new_accounts_address_is_no_email_change(
+    client: Client, django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    """allauth sends `email_changed` after every verification; a sign-up's has nothing before it."""
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/accounts/signup/",
+            {"email": "lee@example.com", "username": "lee", "password1": PASSWORD, "password2": PASSWORD},
+        )
+    link = re.search(r"/accounts/confirm-email/[^/\s]+/", str(mail.outbox[-1].body))
+    assert link is not None
+
+    assert client.post(link.group(0)).status_code == 302
+
+    lee = User.objects.get(username="lee")
+    [verified] = events("accounts.user.email_verified")
+    assert (verified.target_id, verified.metadata) == (str(lee.pk), {"email": "lee@example.com"})
+    assert events("accounts.user.email_changed") == []
+
+
 def test_sign_in_success_and_failure_are_recorded_with_the_reason() -> None:
     user = verified_user()
 
