@@ -22,7 +22,8 @@ class UserChangeForm(forms.ModelForm):
     """The profile fields `user_update_profile` changes, and the roles `user_set_roles` replaces.
 
     The admin drops `roles` for staff who may not assign roles; everything else on the change page
-    (e-mail, flags, dates) is read-only.
+    (flags, dates) is read-only, and the e-mail address changes on a page of its own
+    (`UserEmailChangeForm`).
     """
 
     roles = forms.MultipleChoiceField(
@@ -61,4 +62,24 @@ class UserActionReasonForm(forms.Form):
         max_length=REASON_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Recorded with the audit event; the users do not see it.",
+    )
+
+
+class UserEmailChangeForm(forms.Form):
+    """The new address staff give a user (`user_change_email`), and whether it is known to be theirs."""
+
+    email = forms.EmailField(label="New e-mail address", max_length=254)
+    verified = forms.BooleanField(
+        label="Already verified",
+        required=False,
+        help_text="Tick only if you have confirmed the user owns this address. Otherwise it is sent a "
+        "verification link; where sign-in needs a verified address (the default), the user signs in "
+        "again once they follow it.",
+    )
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why (a ticket, how you checked who they are). Recorded with the audit event; the user "
+        "does not see it.",
     )

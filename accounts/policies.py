@@ -73,6 +73,7 @@ for staff_action in (
     "send_password_reset",
     "resend_verification",
     "verify_email",
+    "change_user_email",
     "reset_mfa",
 ):
     rules.add_perm(f"accounts.{staff_action}", moderates_target)

@@ -1,14 +1,17 @@
-"""allauth's second factors and browser sessions in the admin, without their secrets.
+"""allauth's e-mail addresses, second factors and browser sessions in the admin, read-only.
 
 allauth's own admins show an authenticator's `data` (the TOTP secret, hashed recovery codes) and a
 session's key, and let staff edit or delete them outside our services. These replace them with
 read-only lists; resetting a user's MFA is a service of its own (issue 6), not a row deletion.
+Editing an address row would leave `User.email` behind and skip the checks, the notice and the
+audit event: staff change it from the user's page (`user_change_email`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from allauth.usersessions.models import UserSession
 from django.contrib import admin
@@ -26,8 +29,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+admin.site.unregister(EmailAddress)
 admin.site.unregister(Authenticator)
 admin.site.unregister(UserSession)
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(ReadOnlyAdmin):
+    list_display = ("email", "user", "primary", "verified")
+    list_filter = ("primary", "verified")
+    list_select_related = ("user",)
+    search_fields = ("email", "user__username")
+    fields = ("user", "email", "primary", "verified")
+    readonly_fields = fields
 
 
 @admin.register(Authenticator)

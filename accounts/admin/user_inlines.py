@@ -54,8 +54,8 @@ class EmailAddressInline(UserRecordInline):
     fields = readonly_fields = ("email", "primary", "verified")
     ordering = ("-primary", "email")
     verbose_name_plural = "e-mail addresses"
-    # allauth's admin offers "mark verified" to anyone who can open it: admins only.
-    linked_view_permission = "account.change_emailaddress"
+    # A read-only page (accounts.admin.allauth_records); the address changes from the user's page.
+    linked_view_permission = "account.view_emailaddress"
 
 
 class SocialAccountInline(UserRecordInline):

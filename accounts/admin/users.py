@@ -7,7 +7,10 @@ delete users. Every change goes through the services the API calls: the change f
 (accounts/admin/user_actions.py) through the moderation and MFA services. The list filters and the
 search are the `UserQuerySet` methods the staff API filters with.
 
-Role changes, lock-down and MFA reset are step-up actions: the staff member must have
+Staff change a user's e-mail address on a page of its own (`user_change_email`;
+docs/decisions/0017-staff-email-change.md).
+
+Role changes, e-mail changes, lock-down and MFA reset are step-up actions: the staff member must have
 re-authenticated recently, or nothing changes and they are sent to re-authenticate first
 (docs/decisions/0012-mfa-and-step-up.md).
 """
@@ -18,12 +21,13 @@ from typing import Any, cast
 
 from allauth.mfa.models import Authenticator
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F, Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
@@ -50,17 +54,19 @@ from accounts.admin.user_filters import (
     SocialProviderFilter,
 )
 from accounts.admin.user_inlines import FACTOR_LABELS, USER_INLINES, inline_show_change_link
-from accounts.forms import UserChangeForm, UserCreationForm
+from accounts.forms import UserChangeForm, UserCreationForm, UserEmailChangeForm
 from accounts.models import User, UserQuerySet
 from accounts.models.users import MFA_FACTOR_TYPES
 from accounts.policies import policy_allows
 from accounts.services import user_create, user_update_profile
-from accounts.services.moderation import user_set_roles
+from accounts.services.moderation import user_change_email, user_set_roles
 from accounts.services.users import PROFILE_FIELDS
 from audit.admin_changes import AuditedModelAdminMixin
 
 # Django's page for staff to set a user's password: staff send a reset link instead.
 SET_PASSWORD_PAGE = "auth_user_password_change"  # noqa: S105 (a URL name)
+CHANGE_EMAIL_PERMISSION = "accounts.change_user_email"
+CHANGE_EMAIL_TEMPLATE = "admin/accounts/user/change_email.html"
 
 
 class StepUpRequired(Exception):
@@ -207,7 +213,20 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
         return actions
 
     def get_urls(self) -> list[URLPattern]:
-        return [url for url in super().get_urls() if getattr(url, "name", None) != SET_PASSWORD_PAGE]
+        change_email = path(
+            "<path:object_id>/change-email/",
+            self.admin_site.admin_view(self.change_email_view),
+            name="accounts_user_change_email",
+        )
+        urls = [url for url in super().get_urls() if getattr(url, "name", None) != SET_PASSWORD_PAGE]
+        return [change_email, *urls]  # before the catch-all `<path:object_id>/` of the change page
+
+    def may_change_email(self, request: HttpRequest, user: User) -> bool:
+        return (
+            policy_allows(request.user, CHANGE_EMAIL_PERMISSION, user)
+            and user.pk != getattr(request.user, "pk", None)  # their own: the account pages
+            and user.purged_at is None
+        )
 
     def get_inlines(self, request: HttpRequest, obj: Model | None) -> Any:
         return self.inlines if obj is not None else ()  # a new user has no records yet
@@ -293,8 +312,53 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
                 and not (action.already is not None and action.already(obj))
             ]
             context["timeline_url"] = timeline_url(obj)
+            if self.may_change_email(request, obj):
+                context["change_email_url"] = reverse("admin:accounts_user_change_email", args=[obj.pk])
         response = super().render_change_form(request, context, add, change, form_url, obj)
         return cast(TemplateResponse, response)
+
+    def change_email_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Give the user a new e-mail address: a form, then `user_change_email` (step-up first)."""
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            raise Http404("No such user.")
+        if not self.may_change_email(request, user):
+            raise PermissionDenied
+        if step_up_missing(request):  # before the form, so nothing typed is lost
+            return step_up_redirect(
+                request,
+                what="Changing an e-mail address",
+                retry="make the change",
+                back_to=request.get_full_path(),
+            )
+        change_url = reverse("admin:accounts_user_change", args=[user.pk])
+        form = UserEmailChangeForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            try:
+                changed = user_change_email(user=user, actor=cast(User, request.user), **form.cleaned_data)
+            except ValidationError as error:
+                form_errors_add(form, error)
+            else:
+                how = "verified" if form.cleaned_data["verified"] else "a verification link was sent to it"
+                self.message_user(
+                    request,
+                    f"Changed the e-mail address of {user.username} to {changed.email} ({how}); the old "
+                    "address was told.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(change_url)
+        request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change the e-mail address of {user.username}",
+            "subtitle": None,
+            "opts": self.opts,
+            "original": user,
+            "change_url": change_url,
+            "form": form,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, CHANGE_EMAIL_TEMPLATE, context)
 
     # --- actions ----------------------------------------------------------------------------------
 
@@ -389,6 +453,15 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
     def timeline(self, user: User) -> str:
         """A link to the audit events the user did or that were done to them."""
         return format_html('<a href="{}">Timeline</a>', timeline_url(user))
+
+
+def form_errors_add(form: Any, error: ValidationError) -> None:
+    """A service's refusal on the form: on its field where it names one the form has."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for field, errors in error.error_dict.items():
+        form.add_error(field if field in form.fields else None, ValidationError(errors))
 
 
 def timeline_url(user: User) -> str:

@@ -203,6 +203,16 @@ class ReasonSerializer(StrictInputSerializer):
     )
 
 
+class EmailChangeSerializer(ReasonSerializer):
+    email = serializers.EmailField(max_length=254, help_text="The user's new and only address.")
+    verified = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="True only once you have confirmed the user owns it; otherwise it is sent a "
+        "verification link.",
+    )
+
+
 class RevokedTokensSerializer(serializers.Serializer[dict[str, int]]):
     device_sessions = serializers.IntegerField()
     browser_sessions = serializers.IntegerField()

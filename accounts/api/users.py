@@ -24,6 +24,7 @@ from accounts.api.permissions import PolicyPermission, RecentReauthentication
 from accounts.api.schema import REAUTHENTICATION_REQUIRED_RESPONSE, error_response
 from accounts.api.serializers import (
     BlockedUserSerializer,
+    EmailChangeSerializer,
     LockDownSerializer,
     MeSerializer,
     MFAResetSerializer,
@@ -41,6 +42,7 @@ from accounts.services import user_update_profile
 from accounts.services.mfa import user_mfa_reset
 from accounts.services.moderation import (
     user_block,
+    user_change_email,
     user_deactivate,
     user_lock_down,
     user_mark_email_verified,
@@ -103,6 +105,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "send_password_reset": "accounts.send_password_reset",
         "resend_verification": "accounts.resend_verification",
         "verify_email": "accounts.verify_email",
+        "change_email": "accounts.change_user_email",
         "reset_mfa": "accounts.reset_mfa",
         "block": "accounts.block_user",
         "unblock": "accounts.block_user",
@@ -125,6 +128,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "send_password_reset": ["users:write"],
         "resend_verification": ["users:write"],
         "verify_email": ["users:write"],
+        "change_email": ["users:write"],
         "reset_mfa": ["users:write"],
         "block": ["users:write"],
         "unblock": ["users:write"],
@@ -326,6 +330,45 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def verify_email(self, request: Request, pk: str | None = None) -> Response:
         user = self.get_object()
         user_mark_email_verified(user=user, actor=self._viewer())
+        return self._staff_record(user)
+
+    @extend_schema(
+        request=EmailChangeSerializer,
+        responses={
+            200: StaffUserSerializer,
+            400: error_response(
+                "EmailChange",
+                "invalid",
+                "required",
+                "max_length",
+                "email_taken",
+                "email_unchanged",
+                "cannot_target_self",
+                "account_purged",
+                validation=True,
+            ),
+            401: REAUTHENTICATION_REQUIRED_RESPONSE,
+        },
+        summary="Change a user's e-mail address",
+        description=(
+            "For a user who lost their mailbox: the new address replaces every address of the "
+            "account and becomes primary, verified only with `verified: true` (otherwise it is sent "
+            "a verification link). The old address is told; reset and verification links sent "
+            "before stop working. Not for the caller's own account. Needs a recent "
+            "re-authentication of the caller."
+        ),
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="change-email",
+        permission_classes=[PolicyPermission, RecentReauthentication],
+    )
+    def change_email(self, request: Request, pk: str | None = None) -> Response:
+        user = self.get_object()
+        serializer = EmailChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user_change_email(user=user, actor=self._viewer(), **serializer.validated_data)
         return self._staff_record(user)
 
     @extend_schema(

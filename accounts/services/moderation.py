@@ -1,5 +1,5 @@
 """Staff actions on users: roles, deactivation, reactivation, lock-down, sign-out everywhere,
-password reset and e-mail verification; and users blocking users.
+password reset, e-mail verification and e-mail change; and users blocking users.
 
 Each function changes the user, revokes what must be revoked and records the audit event in one
 transaction. Callers check the policy first (`accounts.policies`); these functions enforce only
@@ -23,6 +23,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
+from accounts.emails import email_queue
 from accounts.models import STAFF_ROLES, DeviceSession, Role, User, UserBlock
 from accounts.services.users import browser_session_end, device_sessions_revoke
 from accounts.tokens import user_forget
@@ -302,3 +303,63 @@ def user_mark_email_verified(*, user: User, actor: User | None = None) -> EmailA
         metadata={"email": address.email},
     )
     return address
+
+
+EMAIL_CHANGED_BY_STAFF_TEMPLATE_PREFIX = "account/email/email_changed_by_staff"
+
+
+@transaction.atomic
+def user_change_email(
+    *, user: User, email: str, verified: bool = False, reason: str = "", actor: User | None = None
+) -> User:
+    """Give the user a new e-mail address in place of every address they had (support's tool for
+    a user who lost their mailbox; docs/decisions/0017-staff-email-change.md).
+
+    The new address becomes the only one, primary, and verified only when `verified` (staff
+    checked the user owns it); otherwise it is sent a verification link. The old address is told
+    of the change. Password reset and verification links sent before stop working. Records
+    `accounts.user.email_changed`. Staff cannot change their own address this way
+    (`cannot_target_self`): they use the account pages, which confirm the new address.
+    """
+    _refuse_self(user=user, actor=actor, what="change the e-mail address of")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.purged_at is not None:
+        raise ValidationError("A purged account has no e-mail address to change.", code="account_purged")
+    before = user.email
+    user.email = email.strip()
+    user.full_clean(exclude=["password"])  # the address's format, and no other user has it
+    if user.email.lower() == before.lower():
+        raise ValidationError(
+            {"email": ValidationError("This is already the user's e-mail address.", code="email_unchanged")}
+        )
+    if EmailAddress.objects.filter(email__iexact=user.email).exclude(user=user).exists():
+        # Another account's second address, or the one it is changing to: allauth's ACCOUNT_UNIQUE_EMAIL.
+        raise ValidationError(
+            {"email": ValidationError("A user with this e-mail address already exists.", code="email_taken")}
+        )
+    EmailAddress.objects.filter(user=user).delete()  # a pending change's link stops working with it
+    try:
+        with transaction.atomic():
+            user.save(update_fields=["email", "updated_at"])
+            address = EmailAddress.objects.create(
+                user=user, email=user.email.lower(), primary=True, verified=verified
+            )
+    except IntegrityError as error:  # a concurrent sign-up or change took the address first
+        raise ValidationError(
+            {"email": ValidationError("A user with this e-mail address already exists.", code="email_taken")}
+        ) from error
+    if not verified:
+        address.send_confirmation(get_adapter().request)
+    email_queue(
+        template_prefix=EMAIL_CHANGED_BY_STAFF_TEMPLATE_PREFIX,
+        to=before,
+        context={"user": user, "from_email": before, "to_email": user.email},
+    )
+    audit_record(
+        action="accounts.user.email_changed",
+        actor=actor,
+        target=user,
+        changes={"email": [before, user.email]},
+        metadata={"verified": verified, **({"reason": reason} if reason else {})},
+    )
+    return user

@@ -18,6 +18,7 @@ from django.contrib.admin.templatetags.admin_list import result_headers, results
 from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.core import mail
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -1139,3 +1140,185 @@ def test_sorting_by_last_sign_in_puts_those_who_never_signed_in_at_the_oldest_en
 
     assert newest_first == ["recent", "older", admin.username]
     assert oldest_first == [admin.username, "older", "recent"]
+
+
+# --- changing a user's e-mail address (docs/decisions/0017-staff-email-change.md) -------------------
+
+
+def change_email_url(user: User) -> str:
+    return f"{CHANGELIST_URL}{user.pk}/change-email/"
+
+
+def addresses(user: User) -> list[tuple[str, bool, bool]]:
+    return list(
+        EmailAddress.objects.filter(user=user).order_by("pk").values_list("email", "primary", "verified")
+    )
+
+
+def test_an_admin_gives_a_user_a_verified_address_in_place_of_every_old_one(
+    admin_client: Client, admin: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = member("alice")
+    EmailAddress.objects.create(user=user, email="alice.pending@example.com", primary=False, verified=False)
+    mark_reauthenticated(admin_client)
+    page = admin_client.get(change_url(user)).content.decode()
+    assert f'href="{change_email_url(user)}"' in page
+    form = admin_client.get(change_email_url(user))
+    assert form.status_code == 200
+    assert "Now: <strong>alice@example.com</strong>" in form.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            change_email_url(user),
+            {"email": " Alice.Smith@Example.COM ", "verified": "on", "reason": "Ticket 4711, ID checked"},
+        )
+
+    assert response.status_code == 302
+    assert response["Location"] == change_url(user)
+    assert messages_of(response) == [
+        "Changed the e-mail address of alice to Alice.Smith@example.com (verified); the old address was told."
+    ]
+    user.refresh_from_db()
+    assert user.email == "Alice.Smith@example.com"
+    assert addresses(user) == [("alice.smith@example.com", True, True)]
+    [notice] = mail.outbox  # no verification link: staff vouched for the address
+    assert notice.to == ["alice@example.com"]
+    assert notice.subject.endswith("Your account's e-mail address was changed")
+    assert "from alice@example.com to Alice.Smith@example.com" in notice.body
+    [changed] = events("accounts.user.email_changed")
+    assert (changed.actor_id, changed.target_id, changed.changes, changed.metadata) == (
+        str(admin.pk),
+        str(user.pk),
+        {"email": ["alice@example.com", "Alice.Smith@example.com"]},
+        {"verified": True, "reason": "Ticket 4711, ID checked"},
+    )
+    signed_in = Client().post(
+        "/accounts/login/", {"login": "ALICE.SMITH@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert signed_in.status_code == 302
+    assert signed_in["Location"] == "/"
+    old = Client().post("/accounts/login/", {"login": "alice@example.com", "password": DEFAULT_PASSWORD})
+    assert old.status_code == 200  # the form again: no account has that address now
+
+
+def test_an_unverified_new_address_is_sent_a_link_that_verifies_it(
+    admin_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = member("bob")
+    mark_reauthenticated(admin_client)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(change_email_url(user), {"email": "bob@new.example.org"})
+
+    assert messages_of(response) == [
+        "Changed the e-mail address of bob to bob@new.example.org (a verification link was sent to it); "
+        "the old address was told."
+    ]
+    assert addresses(user) == [("bob@new.example.org", True, False)]
+    assert sorted(message.to[0] for message in mail.outbox) == ["bob@example.com", "bob@new.example.org"]
+    [link] = [message for message in mail.outbox if message.to == ["bob@new.example.org"]]
+    key = re.search(r"/accounts/confirm-email/[^/\s]+/", str(link.body))
+    assert key is not None
+    browser = Client()
+    assert browser.post(key.group(0)).status_code == 302
+    assert addresses(user) == [("bob@new.example.org", True, True)]
+    [changed] = events("accounts.user.email_changed")
+    assert changed.metadata == {"verified": False}
+
+
+@pytest.mark.parametrize(
+    ("email", "error"),
+    [
+        ("not an address", "Enter a valid email address."),
+        ("TAKEN@example.com", "A user with this e-mail address already exists."),
+        ("second@example.com", "A user with this e-mail address already exists."),
+        ("Carol@EXAMPLE.com", "This is already the user&#x27;s e-mail address."),
+        ("", "This field is required."),
+    ],
+)
+def test_a_refused_address_is_shown_on_the_form_and_nothing_changes(
+    admin_client: Client, email: str, error: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = member("carol")
+    other = member("taken")
+    EmailAddress.objects.create(user=other, email="second@example.com", primary=False, verified=False)
+    mark_reauthenticated(admin_client)
+    before = state(user, other)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(change_email_url(user), {"email": email, "verified": "on"})
+
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert state(user, other) == before
+    assert mail.outbox == []
+    assert events("accounts.user.email_changed") == []
+
+
+def test_changing_an_address_asks_to_re_authenticate_first(admin_client: Client) -> None:
+    user = member("dave")
+    before = state(user)
+    url = change_email_url(user)
+
+    shown = admin_client.get(url)
+    posted = admin_client.post(url, {"email": "dave@new.example.org", "verified": "on"})
+
+    for response in (shown, posted):
+        assert response.status_code == 302
+        assert response["Location"] == f"/accounts/reauthenticate/?next={url.replace('/', '%2F')}"
+    assert state(user) == before
+    mark_reauthenticated(admin_client)
+    assert admin_client.get(url).status_code == 200
+
+
+def test_who_may_change_an_address(admin_client: Client, admin: User, moderator_client: Client) -> None:
+    plain = member("erin")
+    mark_reauthenticated(admin_client)
+    mark_reauthenticated(moderator_client)
+    before = state(plain)
+
+    assert moderator_client.get(change_email_url(plain)).status_code == 200  # a plain user
+    assert f'href="{change_email_url(plain)}"' in moderator_client.get(change_url(plain)).content.decode()
+    refused = [
+        moderator_client.post(change_email_url(admin), {"email": "root@new.example.org"}),
+        admin_client.post(change_email_url(admin), {"email": "root@new.example.org"}),  # their own
+        admin_client.post(f"{CHANGELIST_URL}00000000-0000-0000-0000-000000000000/change-email/", {}),
+    ]
+    assert [response.status_code for response in refused] == [403, 403, 404]
+    assert f'href="{change_email_url(admin)}"' not in admin_client.get(change_url(admin)).content.decode()
+    assert state(plain) == before
+    assert User.objects.get(pk=admin.pk).email == admin.email
+    assert events("accounts.user.email_changed") == []
+
+
+def test_the_service_refuses_the_staff_members_own_and_a_purged_account(admin: User) -> None:
+    from accounts.services.moderation import user_change_email
+
+    purged = member("frank")
+    User.objects.filter(pk=purged.pk).update(purged_at=timezone.now())
+
+    with pytest.raises(ValidationError) as own:
+        user_change_email(user=admin, email="root@new.example.org", actor=admin)
+    with pytest.raises(ValidationError) as gone:
+        user_change_email(user=purged, email="frank@new.example.org", actor=admin)
+
+    assert own.value.code == "cannot_target_self"
+    assert gone.value.code == "account_purged"
+
+
+def test_address_rows_are_read_only_in_allauths_admin(admin_client: Client) -> None:
+    user = member("gina")
+    [address] = EmailAddress.objects.filter(user=user)
+    url = f"/admin/account/emailaddress/{address.pk}/change/"
+
+    page = admin_client.get(url)
+    edited = admin_client.post(url, {"user": str(user.pk), "email": "gina@evil.example", "primary": "on"})
+    verified = admin_client.post(
+        "/admin/account/emailaddress/", {"action": "make_verified", "_selected_action": [str(address.pk)]}
+    )
+
+    assert page.status_code == 200
+    assert 'name="email"' not in page.content.decode()
+    assert edited.status_code == 403
+    assert verified.status_code == 200  # the list again: no such action
+    assert addresses(user) == [("gina@example.com", True, True)]

@@ -698,6 +698,45 @@ def test_a_user_without_an_address_gets_a_clear_error(admin_client: APIClient) -
     assert response.json()["errors"][0]["code"] == "no_email_address"
 
 
+def test_staff_change_a_users_email_address_over_the_api(
+    reauthenticated_admin_client: APIClient,
+    admin: User,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    target = verified_user(email="lost@example.com")
+    verified_user(username="other", email="other@example.com")
+    url = f"/api/v1/users/{target.pk}/change-email/"
+
+    taken = reauthenticated_admin_client.post(url, {"email": "OTHER@example.com"}, format="json")
+    unknown = reauthenticated_admin_client.post(url, {"email": "a@example.org", "role": "x"}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        changed = reauthenticated_admin_client.post(
+            url, {"email": "found@example.org", "reason": "Ticket 12"}, format="json"
+        )
+
+    assert taken.status_code == 400
+    assert taken.json() == {
+        "type": "validation_error",
+        "errors": [
+            {
+                "code": "email_taken",
+                "detail": "A user with this e-mail address already exists.",
+                "attr": "email",
+            }
+        ],
+    }
+    assert (unknown.status_code, unknown.json()["errors"][0]["code"]) == (400, "unknown_field")
+    assert changed.status_code == 200, changed.content
+    assert (changed.json()["email"], changed.json()["email_verified"]) == ("found@example.org", False)
+    assert sorted(message.to[0] for message in mail.outbox) == ["found@example.org", "lost@example.com"]
+    event = last_event("accounts.user.email_changed")
+    assert (event.actor_id, event.changes, event.metadata) == (
+        str(admin.pk),
+        {"email": ["lost@example.com", "found@example.org"]},
+        {"verified": False, "reason": "Ticket 12"},
+    )
+
+
 def test_admins_set_roles_and_the_staff_flags_follow(reauthenticated_admin_client: APIClient) -> None:
     admin_client = reauthenticated_admin_client
     target = verified_user()
@@ -814,6 +853,7 @@ def test_the_schema_documents_the_users_resource(api_client: APIClient) -> None:
         "sign-out-everywhere",
         "send-password-reset",
         "reset-mfa",
+        "change-email",
     ):
         assert set(paths[f"/api/v1/users/{{id}}/{action}/"]) == {"post"}
     assert set(paths["/api/v1/users/{id}/roles/"]) == {"put"}
@@ -822,6 +862,7 @@ def test_the_schema_documents_the_users_resource(api_client: APIClient) -> None:
         ("/api/v1/users/{id}/roles/", "put"),
         ("/api/v1/users/{id}/lock-down/", "post"),
         ("/api/v1/users/{id}/reset-mfa/", "post"),
+        ("/api/v1/users/{id}/change-email/", "post"),
         ("/api/v1/users/me/", "delete"),
     ):
         assert "reauthentication_required" in str(paths[path][method]["responses"]["401"]), path

@@ -33,6 +33,7 @@ ACTIONS: dict[str, tuple[str, str, dict[str, Any] | None, int]] = {
     "send_password_reset": ("post", "send-password-reset/", None, 202),
     "resend_verification": ("post", "resend-verification/", None, 202),
     "verify_email": ("post", "verify-email/", None, 200),
+    "change_email": ("post", "change-email/", {"email": "changed@example.org", "verified": True}, 200),
     "reset_mfa": ("post", "reset-mfa/", None, 200),
     "block": ("post", "block/", None, 204),
 }
@@ -44,10 +45,11 @@ STAFF_ACTIONS = {
     "send_password_reset",
     "resend_verification",
     "verify_email",
+    "change_email",
     "reset_mfa",
 }
 # Sensitive actions: they also need a recent re-authentication of the caller (step-up, 0012).
-STEP_UP_ACTIONS = {"roles", "lock_down", "reset_mfa"}
+STEP_UP_ACTIONS = {"roles", "lock_down", "change_email", "reset_mfa"}
 
 
 def expected_status(actor_role: str, target: str, action: str) -> int:
@@ -59,7 +61,7 @@ def expected_status(actor_role: str, target: str, action: str) -> int:
     if action == "block":
         return 400 if is_self else allowed  # block_self
     if actor_role == "admin":
-        if is_self and action in {"deactivate", "lock_down", "reset_mfa"}:
+        if is_self and action in {"deactivate", "lock_down", "change_email", "reset_mfa"}:
             return 400  # cannot_target_self
         return allowed
     if action == "update" and is_self:

@@ -192,6 +192,14 @@ SENSITIVE_ACTIONS = [
     SensitiveAction(
         "reset_mfa", "post", lambda target: f"/api/v1/users/{target.pk}/reset-mfa/", None, 200, "admin"
     ),
+    SensitiveAction(
+        "change_email",
+        "post",
+        lambda target: f"/api/v1/users/{target.pk}/change-email/",
+        {"email": "moved@example.org", "verified": True},
+        200,
+        "admin",
+    ),
 ]
 sensitive_actions = pytest.mark.parametrize(
     "action", SENSITIVE_ACTIONS, ids=[a.name for a in SENSITIVE_ACTIONS]
