@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from allauth.account.forms import default_token_generator
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 from allauth.socialaccount.models import SocialAccount
@@ -1160,6 +1161,8 @@ def test_an_admin_gives_a_user_a_verified_address_in_place_of_every_old_one(
 ) -> None:
     user = member("alice")
     EmailAddress.objects.create(user=user, email="alice.pending@example.com", primary=False, verified=False)
+    reset_token = default_token_generator.make_token(user)  # a reset link sent before the change
+    assert default_token_generator.check_token(user, reset_token)
     mark_reauthenticated(admin_client)
     page = admin_client.get(change_url(user)).content.decode()
     assert f'href="{change_email_url(user)}"' in page
@@ -1192,6 +1195,7 @@ def test_an_admin_gives_a_user_a_verified_address_in_place_of_every_old_one(
         {"email": ["alice@example.com", "Alice.Smith@example.com"]},
         {"verified": True, "reason": "Ticket 4711, ID checked"},
     )
+    assert not default_token_generator.check_token(User.objects.get(pk=user.pk), reset_token)
     signed_in = Client().post(
         "/accounts/login/", {"login": "ALICE.SMITH@example.com", "password": DEFAULT_PASSWORD}
     )
