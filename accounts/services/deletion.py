@@ -17,6 +17,7 @@ from allauth.socialaccount.models import SocialAccount
 from allauth.usersessions.models import UserSession
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.db.models import Q, QuerySet
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 UNDO_LINK_SALT = "accounts.deletion.undo"
 DELETION_REQUESTED_TEMPLATE_PREFIX = "account/email/account_deletion_requested"
 DELETION_PENDING_TEMPLATE_PREFIX = "account/email/account_deletion_pending"
+# Signing in to an account pending deletion e-mails an undo link at most this often.
+DELETION_REMINDER_INTERVAL = timedelta(minutes=10)
+DELETION_REMINDER_CACHE_PREFIX = "accounts:deletion-reminder:"
 PURGE_BATCH_SIZE = 100
 # The e-mail domain of anonymised accounts: `.invalid` never resolves (RFC 2606 §2).
 PURGED_EMAIL_DOMAIN = "deleted.invalid"
@@ -219,8 +223,23 @@ def user_deletion_remind(*, user: User) -> datetime | None:
         return None
     if user.deleted_at is not None and _deactivated_by_staff_since(user=user, since=user.deleted_at):
         return None  # the link would not work: staff outrank it
-    _deletion_email(user=user, template_prefix=DELETION_PENDING_TEMPLATE_PREFIX)
+    if _deletion_reminder_due(user=user):
+        _deletion_email(user=user, template_prefix=DELETION_PENDING_TEMPLATE_PREFIX)
     return purge_after
+
+
+def _deletion_reminder_due(*, user: User) -> bool:
+    """At most one reminder per account per DELETION_REMINDER_INTERVAL: whoever knows the password
+    must not flood the owner's mailbox by signing in again and again. Every link of the same
+    deletion request works, so the last one sent still does. While the cache is down (None from
+    `add`, DJANGO_REDIS_IGNORE_EXCEPTIONS) the reminder goes out: the per-IP sign-in limits still hold.
+    """
+    added = cache.add(
+        f"{DELETION_REMINDER_CACHE_PREFIX}{user.pk}",
+        1,
+        timeout=int(DELETION_REMINDER_INTERVAL.total_seconds()),
+    )
+    return added is not False
 
 
 # --- purge --------------------------------------------------------------------------------------

@@ -706,6 +706,30 @@ def test_headless_sign_in_with_the_right_password_answers_403_account_pending_de
     assert DeviceSession.objects.filter(user=user, revoked_at__isnull=True).count() == 0
 
 
+def test_signing_in_again_and_again_sends_one_reminder_per_interval() -> None:
+    from django.core.cache import cache
+
+    from accounts.services.deletion import DELETION_REMINDER_CACHE_PREFIX
+
+    user = verified_user()
+    request_deletion(user)
+    mail.outbox.clear()
+
+    answers = [app_login(user).status_code for _ in range(3)]
+    page = Client().post("/accounts/login/", {"login": user.username, "password": DEFAULT_PASSWORD})
+
+    assert answers == [403, 403, 403]  # each still says the account is pending deletion
+    assert page["Location"] == "/accounts/deletion/pending/"
+    [reminder] = mail.outbox
+    assert reminder.subject == "[Identity] Keep your account: a new link"
+    key = f"{DELETION_REMINDER_CACHE_PREFIX}{user.pk}"
+    assert cache.get(key) is not None
+    cache.delete(key)  # as when DELETION_REMINDER_INTERVAL is over
+    assert app_login(user).status_code == 403
+    assert len(mail.outbox) == 2
+    assert api_undo(undo_token_in_last_mail()).status_code == 204
+
+
 def test_sign_in_with_a_wrong_password_fails_as_usual_and_sends_nothing() -> None:
     user = verified_user()
     active = verified_user()
