@@ -3,6 +3,12 @@
 Permissions follow accounts/policies.py (`has_perm(permission, organization)`), and every change
 goes through accounts/services/organizations.py: the same audit events and the same rules as the
 API, the last-owner rule included. Invitations are read-only here: their state, never a token.
+
+The change page shows at most MEMBERSHIP_ROWS_SHOWN memberships (owners, then admins, then members,
+by username) and the INVITATION_ROWS_SHOWN newest invitations: every row is a set of form fields,
+and past about 250 memberships the page could no longer be saved at all (Django refuses a POST
+of more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields). Members past the first rows are managed
+through the API (`/api/v1/organizations/{id}/members/`).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
@@ -30,6 +36,22 @@ from accounts.services.organizations import (
     organization_update,
     slug_validator,
 )
+
+# Rows the change page shows; see the module's docstring.
+MEMBERSHIP_ROWS_SHOWN = 100
+INVITATION_ROWS_SHOWN = 50
+ROLE_RANK = Case(
+    When(role=OrganizationRole.OWNER, then=Value(0)),
+    When(role=OrganizationRole.ADMIN, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+
+
+def _first_rows(queryset: QuerySet[Any], limit: int, *ordering: Any) -> QuerySet[Any]:
+    """The first `limit` rows of an inline's queryset in `ordering`, as a filterable queryset."""
+    shown = list(queryset.order_by(*ordering).values_list("pk", flat=True)[:limit])
+    return queryset.filter(pk__in=shown).order_by(*ordering)
 
 
 def _user(request: HttpRequest) -> User:
@@ -71,11 +93,25 @@ class OrganizationForm(forms.ModelForm):
 
 
 class MembershipFormSet(BaseInlineFormSet):
-    """Refuses, as a form error, a change that would leave the organization without an owner."""
+    """The first MEMBERSHIP_ROWS_SHOWN memberships; refuses, as a form error, a change that would
+    leave the organization without an owner (counting the owners past the rows shown)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.queryset = _first_rows(
+                cast(QuerySet[Any], self.queryset), MEMBERSHIP_ROWS_SHOWN, ROLE_RANK, "user__username", "pk"
+            )
 
     def clean(self) -> None:
         super().clean()
         owners = 0
+        if self.instance.pk is not None:
+            owners = (
+                Membership.objects.filter(organization=self.instance, role=OrganizationRole.OWNER)
+                .exclude(pk__in=[form.instance.pk for form in self.initial_forms])
+                .count()
+            )
         for form in self.forms:
             if not hasattr(form, "cleaned_data") or _deleting(self, form):
                 continue
@@ -119,8 +155,20 @@ class MembershipInline(admin.TabularInline):
         return request.user.has_perm("accounts.manage_organization_members", obj)
 
 
+class InvitationFormSet(BaseInlineFormSet):
+    """The INVITATION_ROWS_SHOWN newest invitations."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.queryset = _first_rows(
+                cast(QuerySet[Any], self.queryset), INVITATION_ROWS_SHOWN, "-created_at", "-pk"
+            )
+
+
 class InvitationInline(admin.TabularInline):
     model = Invitation
+    formset = InvitationFormSet
     extra = 0
     can_delete = False
     fields = ("email", "role", "state", "invited_by", "created_at", "expires_at", "accepted_by")
@@ -160,6 +208,30 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return organizations_with_member_count(super().get_queryset(request))
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        """Say so in an inline's heading when it shows only the first rows."""
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None:
+            return inlines
+        for inline in inlines:
+            if isinstance(inline, MembershipInline):
+                total = getattr(obj, "member_count", None)  # from get_queryset
+                if total is None:
+                    total = obj.memberships.count()
+                if total > MEMBERSHIP_ROWS_SHOWN:
+                    inline.verbose_name_plural = (
+                        f"memberships: the first {MEMBERSHIP_ROWS_SHOWN} of {total}, owners and admins "
+                        "first (the others through the API)"
+                    )
+            elif isinstance(inline, InvitationInline):
+                total = obj.invitations.count()
+                if total > INVITATION_ROWS_SHOWN:
+                    inline.verbose_name_plural = (
+                        f"invitations: the newest {INVITATION_ROWS_SHOWN} of {total} "
+                        "(managed through the API)"
+                    )
+        return inlines
 
     @admin.display(description="members", ordering="member_count")
     def member_count(self, organization: Organization) -> int:

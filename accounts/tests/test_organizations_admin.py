@@ -211,6 +211,91 @@ def test_the_admin_refuses_to_leave_the_organization_without_an_owner(
     assert (roles_of(organization), AuditEvent.objects.count()) == before
 
 
+def bulk_members(organization: Organization, count: int, *, role: str = MEMBER, start: int = 0) -> None:
+    users = User.objects.bulk_create(
+        User(username=f"m_{n:04d}", display_name=f"m_{n:04d}", email=f"m_{n:04d}@example.com", password="!")
+        for n in range(start, start + count)
+    )
+    Membership.objects.bulk_create(
+        Membership(organization=organization, user=user, role=role) for user in users
+    )
+
+
+def membership_rows(response: Any) -> list[Any]:
+    [formset] = [
+        inline.formset
+        for inline in response.context["inline_admin_formsets"]
+        if inline.formset.prefix == "memberships"
+    ]
+    return list(formset.initial_forms)
+
+
+def test_a_large_organization_shows_its_first_memberships_and_still_saves(
+    admin_client: Client, organization: Organization
+) -> None:
+    """Past about 250 rows of form fields the page could not be saved at all (Django's
+    DATA_UPLOAD_MAX_NUMBER_FIELDS): the page shows the first 100, owners and admins first."""
+    bulk_members(organization, 300)
+    Invitation.objects.bulk_create(
+        Invitation(
+            organization=organization,
+            email=f"guest_{n}@example.com",
+            role=MEMBER,
+            token_hash=f"{n:064d}",
+            expires_at=timezone.now() + timedelta(days=7),
+        )
+        for n in range(60)
+    )
+
+    page = admin_client.get(change_url(organization))
+
+    rows = membership_rows(page)
+    assert len(rows) == 100
+    assert [row.instance.user.username for row in rows[:3]] == ["olivia", "adam", "m_0000"]
+    content = page.content.decode()
+    assert (
+        "Memberships: the first 100 of 302, owners and admins first (the others through the API)" in content
+    )
+    assert "Invitations: the newest 50 of 60 (managed through the API)" in content
+    data = form_data(page)
+    assert len(data) < 1000  # Django's DATA_UPLOAD_MAX_NUMBER_FIELDS
+    data["name"] = "Acme Corporation"
+    data[f"{row_of(data, 'm_0005')}-role"] = ADMIN
+
+    response = admin_client.post(change_url(organization), data)
+
+    assert response.status_code == 302, response.content[:2000]
+    organization.refresh_from_db()
+    assert organization.name == "Acme Corporation"
+    assert Membership.objects.filter(organization=organization).count() == 302
+    assert roles_of(organization)["m_0005"] == ADMIN
+    assert [event.changes for event in events("accounts.membership.role_changed")] == [
+        {"role": [MEMBER, ADMIN]}
+    ]
+
+
+def test_owners_past_the_rows_shown_count_for_the_last_owner_rule(
+    admin_client: Client, organization: Organization
+) -> None:
+    bulk_members(organization, 100, role=OWNER)  # with olivia, 101 owners: she sorts last, not shown
+    data = form_data(admin_client.get(change_url(organization)))
+    shown_owners = [
+        key.removesuffix("-role") for key, value in data.items() if key.endswith("-role") and value == OWNER
+    ]
+    assert len(shown_owners) == 100
+    for prefix in shown_owners:
+        data[f"{prefix}-role"] = MEMBER
+
+    response = admin_client.post(change_url(organization), data)
+
+    assert response.status_code == 302
+    assert list(
+        Membership.objects.filter(organization=organization, role=OWNER).values_list(
+            "user__username", flat=True
+        )
+    ) == ["olivia"]
+
+
 def test_a_service_refusal_rolls_the_whole_save_back(organization: Organization) -> None:
     """A moderator who is an organization admin may edit it, but not demote its owner."""
     moderator = staff("moe", "moderator")
