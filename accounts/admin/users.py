@@ -53,7 +53,12 @@ from accounts.admin.user_filters import (
     RoleFilter,
     SocialProviderFilter,
 )
-from accounts.admin.user_inlines import FACTOR_LABELS, USER_INLINES, inline_show_change_link
+from accounts.admin.user_inlines import (
+    FACTOR_LABELS,
+    USER_INLINES,
+    first_rows_heading,
+    inline_show_change_link,
+)
 from accounts.forms import UserChangeForm, UserCreationForm, UserEmailChangeForm
 from accounts.models import User, UserQuerySet
 from accounts.models.users import MFA_FACTOR_TYPES
@@ -314,6 +319,9 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
             context["timeline_url"] = timeline_url(obj)
             if self.may_change_email(request, obj):
                 context["change_email_url"] = reverse("admin:accounts_user_change_email", args=[obj.pk])
+            for inline_formset in context.get("inline_admin_formsets", []):
+                inline_formset.formset.get_queryset()  # the list's one query, run now rather than later
+                first_rows_heading(inline_formset.opts, inline_formset.formset)
         response = super().render_change_form(request, context, add, change, form_url, obj)
         return cast(TemplateResponse, response)
 

@@ -481,6 +481,34 @@ def test_the_change_page_costs_the_same_queries_for_many_related_records(
     }
 
 
+def test_a_user_with_hundreds_of_sessions_gets_a_page_that_still_saves(admin_client: Client) -> None:
+    """Each listed record is a form field or two; with every row shown, some 500 device sessions
+    made a page Django refused to save (DATA_UPLOAD_MAX_NUMBER_FIELDS)."""
+    user = member("busy")
+    sessions = [device_session(user) for _ in range(520)]
+    newest = DeviceSession.objects.filter(pk__in=[session.pk for session in sessions]).order_by(
+        "-last_used_at"
+    )
+
+    page = admin_client.get(change_url(user))
+
+    listed = {
+        inline.opts.model.__name__: [form.instance.pk for form in inline.formset.forms]
+        for inline in page.context["inline_admin_formsets"]
+    }
+    assert listed["DeviceSession"] == list(newest.values_list("pk", flat=True)[:50])
+    assert "App device sessions: the first 50 of 520" in page.content.decode()
+    assert "E-mail addresses:" not in page.content.decode()  # a short list says nothing
+    data = change_form_data(admin_client, user)
+    assert len(data) < 1000
+    data["description"] = "Busy on many phones."
+
+    response = admin_client.post(change_url(user), data)
+
+    assert response.status_code == 302
+    assert User.objects.get(pk=user.pk).description == "Busy on many phones."
+
+
 # --- the change page -------------------------------------------------------------------------------
 
 
