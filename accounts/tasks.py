@@ -172,3 +172,11 @@ def email_codes_prune() -> int:
     from accounts.services.mfa import email_codes_prune as prune
 
     return prune()
+
+
+@shared_task(name="accounts.device_sessions_prune")
+def device_sessions_prune() -> int:
+    """Delete device sessions ended more than ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS ago (beat job)."""
+    from accounts.services.users import device_sessions_prune as prune
+
+    return prune()

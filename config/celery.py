@@ -32,6 +32,12 @@ app.conf.beat_schedule = {
         "task": "accounts.email_codes_prune",
         "schedule": crontab(minute=47, hour=4),
     },
+    # Device sessions ended more than ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS ago: one row per app
+    # sign-in would otherwise stay for ever.
+    "accounts-device-sessions-prune": {
+        "task": "accounts.device_sessions_prune",
+        "schedule": crontab(minute=57, hour=4),
+    },
     # Retired OIDC signing keys leave the JWKS once every token they signed has expired.
     "oauth-signing-keys-prune": {"task": "oauth_provider.signing_keys_prune", "schedule": crontab(minute=27)},
     # Expired OAuth tokens and codes pile up by the thousand an hour; batches keep each lock short.

@@ -612,6 +612,10 @@ LOGGING = {
 # How long audit events are kept; a nightly job deletes older ones.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
 
+# Days a device session (an app's signed-in JWT chain) is kept once revoked or expired; then a
+# daily job deletes it (the audit trail keeps its sign-in and revocation).
+ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS = env.int("ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS", default=90)
+
 # Days an account asking for deletion can be restored before a daily job erases it.
 ACCOUNT_DELETION_GRACE_DAYS = env.int("ACCOUNT_DELETION_GRACE_DAYS", default=14)
 # Hours a personal data export's download link works; a job then deletes the file.

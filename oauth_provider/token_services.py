@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from audit.models import AuditEvent
 from audit.services import audit_record
+from config.batches import delete_in_batches
 from oauth_provider.models import Application, TokenFamily
 
 logger = logging.getLogger(__name__)
@@ -262,43 +262,6 @@ def _revoked_record(*, kind: str, token: AbstractAccessToken | AbstractRefreshTo
 # --- cleanup -----------------------------------------------------------------------------------------------
 
 
-def _delete_in_batches(
-    model: type[models.Model],
-    condition: models.Q,
-    *,
-    batch_size: int,
-    pause: float,
-    on_batch: Callable[[int], None] | None = None,
-) -> int:
-    """Delete the rows of `model` matching `condition`, `batch_size` at a time, each in its own
-    short transaction.
-
-    Rows are walked once in primary-key order (keyset), so a table of millions is read once
-    rather than rescanned for every batch; each batch re-checks `condition` as it deletes, so a
-    row that stopped matching in between is kept.
-    """
-    deleted = 0
-    last_pk: Any = None
-    while True:
-        candidates = model._default_manager.filter(condition)
-        if last_pk is not None:
-            candidates = candidates.filter(pk__gt=last_pk)
-        batch = list(candidates.order_by("pk").values_list("pk", flat=True)[:batch_size])
-        if not batch:
-            return deleted
-        last_pk = batch[-1]
-        with transaction.atomic():
-            _, by_model = model._default_manager.filter(condition, pk__in=batch).delete()
-        count = by_model.get(model._meta.label, 0)
-        deleted += count
-        if on_batch is not None:
-            on_batch(count)
-        if len(batch) < batch_size:
-            return deleted
-        if pause:
-            time.sleep(pause)
-
-
 def tokens_clear_expired(*, batch_size: int | None = None, now: datetime | None = None) -> dict[str, int]:
     """Delete expired and dead OAuth rows in small batches; safe to run again at any time.
 
@@ -335,7 +298,7 @@ def tokens_clear_expired(*, batch_size: int | None = None, now: datetime | None 
     ]
     deleted: dict[str, int] = {}
     for name, model, condition in plan:
-        deleted[name] = _delete_in_batches(model, condition, batch_size=size, pause=pause)
+        deleted[name] = delete_in_batches(model, condition, batch_size=size, pause=pause)
         logger.info("Expired OAuth %s deleted: %s", name, deleted[name])
     return deleted
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import import_module
 from typing import Any
 
@@ -28,6 +28,7 @@ from accounts.selectors_mfa import amr_of, auth_time_of, authentication_records
 from accounts.tokens import REVOKED, SESSION_CLAIM, TokenPair, device_session_mark, token_pair_issue
 from audit.models import AuditEvent
 from audit.services import audit_record
+from config.batches import delete_in_batches
 
 # Two requests refreshing with the same token within this window are a client race, not theft.
 REFRESH_RACE_WINDOW = timedelta(seconds=10)
@@ -298,6 +299,24 @@ def device_sessions_revoke(*, user: User, reason: str, keep: DeviceSession | Non
         device_session_revoke(session=session, reason=reason)
         revoked += 1
     return revoked
+
+
+DEVICE_SESSIONS_PRUNE_BATCH = 1000
+
+
+def device_sessions_prune(
+    *, now: datetime | None = None, batch_size: int = DEVICE_SESSIONS_PRUNE_BATCH
+) -> int:
+    """Delete device sessions revoked, or expired, more than ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS
+    ago, in short batches (daily beat job); returns how many went.
+
+    Nothing they held works any more (a JWT or refresh token of a missing session is refused
+    like a revoked one); the audit trail keeps their sign-ins and revocations. Without this every
+    app sign-in would add a row for ever.
+    """
+    cutoff = (now or timezone.now()) - timedelta(days=settings.ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS)
+    ended_long_ago = Q(revoked_at__lte=cutoff) | Q(revoked_at__isnull=True, expires_at__lte=cutoff)
+    return delete_in_batches(DeviceSession, ended_long_ago, batch_size=batch_size)
 
 
 @transaction.atomic

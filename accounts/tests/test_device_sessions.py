@@ -309,3 +309,54 @@ def test_a_password_reset_ends_every_device(client: Client) -> None:
     assert me(tokens["access_token"]).status_code == 401
     assert refresh(tokens["refresh_token"]).json()["errors"][0]["code"] == "token_revoked"
     assert DeviceSession.objects.get(user=user).revoke_reason == DeviceSession.RevokeReason.PASSWORD_CHANGED
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def test_device_sessions_ended_past_the_retention_are_deleted_and_stay_refused(
+    client: Client, settings: Any
+) -> None:
+    from accounts.services.users import device_sessions_prune
+    from accounts.tasks import device_sessions_prune as device_sessions_prune_task
+    from config.celery import app as celery_app
+
+    settings.ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS = 90
+    user = verified_user()
+    old_tokens = sign_in(client, user)
+    old = DeviceSession.objects.get(user=user)
+    signed_out = client.delete(f"{APP}/auth/session", HTTP_X_SESSION_TOKEN=old_tokens["session_token"])
+    assert signed_out.status_code == 401  # allauth: "no longer authenticated"
+    now = timezone.now()
+    DeviceSession.objects.filter(pk=old.pk).update(revoked_at=now - timedelta(days=91))
+    sessions = {
+        "live": sign_in(Client(), user),
+        "revoked_lately": sign_in(Client(), user),
+        "expired_long_ago": sign_in(Client(), user),
+        "expired_lately": sign_in(Client(), user),
+    }
+    by_name = {
+        name: DeviceSession.objects.filter(user=user).exclude(pk=old.pk).order_by("-created_at")[index]
+        for index, name in enumerate(reversed(list(sessions)))
+    }
+    DeviceSession.objects.filter(pk=by_name["revoked_lately"].pk).update(
+        revoked_at=now - timedelta(days=89), revoke_reason="signed_out"
+    )
+    DeviceSession.objects.filter(pk=by_name["expired_long_ago"].pk).update(
+        expires_at=now - timedelta(days=91)
+    )
+    DeviceSession.objects.filter(pk=by_name["expired_lately"].pk).update(expires_at=now - timedelta(days=89))
+
+    deleted = device_sessions_prune(batch_size=1)
+    again = device_sessions_prune_task.delay().get(timeout=5)
+
+    assert (deleted, again) == (2, 0)
+    kept = set(DeviceSession.objects.filter(user=user).values_list("pk", flat=True))
+    assert kept == {by_name[name].pk for name in ("live", "revoked_lately", "expired_lately")}
+    assert refresh(old_tokens["refresh_token"]).status_code == 401
+    assert me(old_tokens["access_token"]).status_code == 401
+    gone = sessions["expired_long_ago"]
+    assert (me(gone["access_token"]).status_code, refresh(gone["refresh_token"]).status_code) == (401, 401)
+    assert me(sessions["live"]["access_token"]).status_code == 200
+    schedule = celery_app.conf.beat_schedule["accounts-device-sessions-prune"]
+    assert schedule["task"] == "accounts.device_sessions_prune"
