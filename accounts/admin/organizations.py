@@ -7,8 +7,9 @@ API, the last-owner rule included. Invitations are read-only here: their state, 
 The change page shows at most MEMBERSHIP_ROWS_SHOWN memberships (owners, then admins, then members,
 by username) and the INVITATION_ROWS_SHOWN newest invitations: every row is a set of form fields,
 and past about 250 memberships the page could no longer be saved at all (Django refuses a POST
-of more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields). Members past the first rows are managed
-through the API (`/api/v1/organizations/{id}/members/`).
+of more than DATA_UPLOAD_MAX_NUMBER_FIELDS fields). Every member, however many, is on the
+memberships list (`MembershipAdmin`, linked from the organization's page): searchable, filtered by
+organization and role, each membership changed or removed through the same services.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from django.db import transaction
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
 from accounts.selectors_organizations import invitation_state, organizations_with_member_count
@@ -201,10 +205,19 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "member_count", "created_at")
     search_fields = ("name", "slug", "memberships__user__username")
     list_filter = ("created_at",)
-    readonly_fields = ("id", "created_at", "updated_at")
-    fields = ("id", "name", "slug", "description", "created_at", "updated_at")
+    readonly_fields = ("id", "all_members", "created_at", "updated_at")
+    fields = ("id", "name", "slug", "description", "all_members", "created_at", "updated_at")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (MembershipInline, InvitationInline)
+
+    @admin.display(description="members")
+    def all_members(self, organization: Organization) -> str:
+        if organization.pk is None:
+            return "-"
+        total = getattr(organization, "member_count", None)
+        if total is None:
+            total = organization.memberships.count()
+        return format_html('<a href="{}">All {} members</a>', memberships_url(organization), total)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return organizations_with_member_count(super().get_queryset(request))
@@ -222,7 +235,7 @@ class OrganizationAdmin(admin.ModelAdmin):
                 if total > MEMBERSHIP_ROWS_SHOWN:
                     inline.verbose_name_plural = (
                         f"memberships: the first {MEMBERSHIP_ROWS_SHOWN} of {total}, owners and admins "
-                        "first (the others through the API)"
+                        "first (all of them: the members link above)"
                     )
             elif isinstance(inline, InvitationInline):
                 total = obj.invitations.count()
@@ -363,3 +376,148 @@ class OrganizationAdmin(admin.ModelAdmin):
         with transaction.atomic():
             for organization in queryset:
                 organization_delete(organization=organization, actor=_user(request))
+
+
+def memberships_url(organization: Organization) -> str:
+    url = reverse("admin:accounts_membership_changelist")
+    return f"{url}?{urlencode({OrganizationFilter.parameter_name: str(organization.pk)})}"
+
+
+class OrganizationFilter(admin.SimpleListFilter):
+    """One organization's members (`?organization=<id>`, as the organization's page links); the
+    sidebar offers the chosen one only, not a list of every organization."""
+
+    title = "organization"
+    parameter_name = "organization"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        # A filter without choices is not applied at all: an unknown ID gets one, and no rows.
+        value = self.value()
+        if not value:
+            return []
+        organization = self._chosen()
+        return [(value, organization.name if organization is not None else "no such organization")]
+
+    def _chosen(self) -> Organization | None:
+        value = self.value()
+        if not value:
+            return None
+        try:
+            return Organization.objects.filter(pk=value).first()
+        except ValidationError:  # not a UUID
+            return None
+
+    def queryset(self, request: Any, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not self.value():
+            return queryset
+        organization = self._chosen()
+        return queryset.filter(organization=organization) if organization is not None else queryset.none()
+
+
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ("organization", "user", "role")
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Every membership, for organizations too large for their page's inline: the same policies
+    and services as the inline and the API (a role change, a removal, the last-owner rule)."""
+
+    form = MembershipForm
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = (OrganizationFilter, "role")
+    list_select_related = ("user", "organization")
+    search_fields = ("user__username", "user__email", "organization__slug")
+    search_help_text = "Part of the member's username or e-mail address, or the organization's slug."
+    autocomplete_fields = ("organization", "user")
+    ordering = ("organization__name", "user__username")
+    show_full_result_count = False
+    list_per_page = 100
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (
+            ("organization", "user", "role", "created_at")
+            if obj is not None
+            else ("organization", "user", "role")
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("organization", "user", "created_at") if obj is not None else ()
+
+    # --- permissions: the policies, with the membership standing for its organization ------------
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.view_organization")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("accounts.view_organization", obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("accounts.add_membership")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return request.user.has_perm("accounts.view_organization")  # the list; each row asks again
+        return request.user.has_perm("accounts.change_membership", obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is None:
+            return request.user.has_perm("accounts.add_membership")  # bulk removal: site admins
+        return request.user.has_perm("accounts.delete_membership", obj)
+
+    # --- writes: the services --------------------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: Membership, form: Any, change: bool) -> None:
+        with refusals_raised():
+            if change:
+                if "role" in form.changed_data:
+                    membership_set_role(membership=obj, role=form.cleaned_data["role"], actor=_user(request))
+                return
+            created = membership_create(
+                organization=form.cleaned_data["organization"],
+                user=form.cleaned_data["user"],
+                role=form.cleaned_data["role"],
+                actor=_user(request),
+            )
+            obj.pk, obj.created_at = created.pk, created.created_at
+            obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        with refusals_raised():
+            membership_remove(membership=obj, actor=_user(request))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        with refusals_raised(), transaction.atomic():  # all of them, or none
+            for membership in queryset.select_related("organization"):
+                membership_remove(membership=membership, actor=_user(request))
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefusal as refusal:
+            messages.error(request, refusal.text)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceRefusal as refusal:
+            messages.error(request, refusal.text)
+            return HttpResponseRedirect(reverse("admin:accounts_membership_change", args=[object_id]))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        try:
+            return super().changelist_view(request, extra_context)
+        except ServiceRefusal as refusal:  # a bulk removal refused: nothing was removed
+            messages.error(request, refusal.text)
+            return HttpResponseRedirect(request.get_full_path())

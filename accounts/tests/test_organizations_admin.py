@@ -254,7 +254,8 @@ def test_a_large_organization_shows_its_first_memberships_and_still_saves(
     assert [row.instance.user.username for row in rows[:3]] == ["olivia", "adam", "m_0000"]
     content = page.content.decode()
     assert (
-        "Memberships: the first 100 of 302, owners and admins first (the others through the API)" in content
+        "Memberships: the first 100 of 302, owners and admins first (all of them: the members link above)"
+        in content
     )
     assert "Invitations: the newest 50 of 60 (managed through the API)" in content
     data = form_data(page)
@@ -438,4 +439,123 @@ def test_a_moderator_sees_organizations_but_changes_nothing(organization: Organi
     assert (posted.status_code, adding.status_code, deleting.status_code) == (403, 403, 403)
     organization.refresh_from_db()
     assert organization.name == "Acme"
+    assert (roles_of(organization), AuditEvent.objects.count()) == before
+
+
+# --- every membership, on its own list ----------------------------------------------------------
+
+MEMBERSHIPS_URL = "/admin/accounts/membership/"
+
+
+def membership_url(membership: Membership) -> str:
+    return f"{MEMBERSHIPS_URL}{membership.pk}/change/"
+
+
+def membership_of(organization: Organization, username: str) -> Membership:
+    return Membership.objects.get(organization=organization, user__username=username)
+
+
+def test_the_organizations_page_links_every_member_and_the_list_finds_them(
+    admin_client: Client, organization: Organization, django_assert_max_num_queries: Any
+) -> None:
+    bulk_members(organization, 300)
+    other = OrganizationFactory.create(name="Other", slug="other")
+    MembershipFactory.create(organization=other, user=UserFactory.create(username="zoe"), role=OWNER)
+    link = f"{MEMBERSHIPS_URL}?organization={organization.pk}"
+    assert (
+        f'<a href="{link}">All 302 members</a>' in admin_client.get(change_url(organization)).content.decode()
+    )
+
+    admin_client.get(link)
+    with django_assert_max_num_queries(20):
+        listed = admin_client.get(link)
+    found = admin_client.get(link, {"q": "m_0150"})
+    elsewhere = admin_client.get(MEMBERSHIPS_URL, {"q": "zoe"})
+    nonsense = admin_client.get(MEMBERSHIPS_URL, {"organization": "not-a-uuid"})
+
+    assert listed.status_code == 200
+    assert listed.context["cl"].result_count == 302
+    assert len(listed.context["cl"].result_list) == 100
+    assert [row.user.username for row in found.context["cl"].result_list] == ["m_0150"]
+    assert [row.organization.slug for row in elsewhere.context["cl"].result_list] == ["other"]
+    assert (nonsense.status_code, nonsense.context["cl"].result_count) == (200, 0)
+
+
+def test_a_role_changed_on_the_membership_page_goes_through_the_service(
+    admin_client: Client, organization: Organization
+) -> None:
+    adam = membership_of(organization, "adam")
+
+    response = admin_client.post(membership_url(adam), {"role": OWNER, "_save": "Save"})
+
+    assert response.status_code == 302
+    assert roles_of(organization)["adam"] == OWNER
+    [changed] = events("accounts.membership.role_changed")
+    assert changed.changes == {"role": [ADMIN, OWNER]}
+
+
+def test_the_last_owner_cannot_be_demoted_or_removed_on_the_memberships_list(
+    admin_client: Client, organization: Organization
+) -> None:
+    olivia = membership_of(organization, "olivia")
+    before = (roles_of(organization), AuditEvent.objects.count())
+
+    demoted = admin_client.post(membership_url(olivia), {"role": MEMBER, "_save": "Save"})
+    removed = admin_client.post(f"{MEMBERSHIPS_URL}{olivia.pk}/delete/", {"post": "yes"})
+    bulk = admin_client.post(
+        MEMBERSHIPS_URL,
+        {
+            "action": "delete_selected",
+            "_selected_action": [str(olivia.pk), str(membership_of(organization, "adam").pk)],
+            "post": "yes",
+        },
+    )
+
+    for response in (demoted, removed, bulk):
+        assert response.status_code == 302
+        assert any("last owner" in str(message) for message in get_messages(response.wsgi_request))
+    assert (roles_of(organization), AuditEvent.objects.count()) == before  # adam stayed too
+
+
+def test_removing_and_adding_members_on_the_memberships_list_is_audited(
+    admin_client: Client, organization: Organization
+) -> None:
+    adam = membership_of(organization, "adam")
+    newcomer = UserFactory.create(username="nina")
+
+    removed = admin_client.post(f"{MEMBERSHIPS_URL}{adam.pk}/delete/", {"post": "yes"})
+    added = admin_client.post(
+        f"{MEMBERSHIPS_URL}add/",
+        {"organization": str(organization.pk), "user": str(newcomer.pk), "role": MEMBER, "_save": "Save"},
+    )
+    twice = admin_client.post(
+        f"{MEMBERSHIPS_URL}add/",
+        {"organization": str(organization.pk), "user": str(newcomer.pk), "role": ADMIN, "_save": "Save"},
+    )
+
+    assert (removed.status_code, added.status_code) == (302, 302)
+    assert roles_of(organization) == {"olivia": OWNER, "nina": MEMBER}
+    assert [event.target_id for event in events("accounts.membership.removed")] == [str(organization.pk)]
+    assert len(events("accounts.membership.created")) == 1
+    assert twice.status_code == 200  # the form again, with the model's uniqueness error
+    assert "already exists" in twice.content.decode()
+    assert roles_of(organization)["nina"] == MEMBER
+
+
+def test_a_moderator_reads_the_memberships_list_and_changes_nothing(organization: Organization) -> None:
+    moderator = staff("moe", "moderator")
+    client = Client()
+    client.force_login(moderator)
+    adam = membership_of(organization, "adam")
+    before = (roles_of(organization), AuditEvent.objects.count())
+
+    listed = client.get(MEMBERSHIPS_URL)
+    shown = client.get(membership_url(adam))
+    posted = client.post(membership_url(adam), {"role": MEMBER, "_save": "Save"})
+    removed = client.post(f"{MEMBERSHIPS_URL}{adam.pk}/delete/", {"post": "yes"})
+    adding = client.get(f"{MEMBERSHIPS_URL}add/")
+
+    assert (listed.status_code, shown.status_code) == (200, 200)
+    assert shown.context["has_change_permission"] is False
+    assert (posted.status_code, removed.status_code, adding.status_code) == (403, 403, 403)
     assert (roles_of(organization), AuditEvent.objects.count()) == before
