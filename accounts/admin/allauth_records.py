@@ -4,7 +4,9 @@ allauth's own admins show an authenticator's `data` (the TOTP secret, hashed rec
 session's key, and let staff edit or delete them outside our services. These replace them with
 read-only lists; resetting a user's MFA is a service of its own (issue 6), not a row deletion.
 Editing an address row would leave `User.email` behind and skip the checks, the notice and the
-audit event: staff change it from the user's page (`user_change_email`).
+audit event: staff change it from the user's page (`user_change_email`). Editing a social
+account's user or UID would hand a sign-in identity to another account, and its stored provider
+tokens (`SocialToken`) are credentials: the first is read-only here, the second not shown at all.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
+from allauth.socialaccount.models import SocialAccount, SocialToken
 from allauth.usersessions.models import UserSession
 from django.contrib import admin
 from django.http import HttpRequest
@@ -30,6 +33,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 admin.site.unregister(EmailAddress)
+admin.site.unregister(SocialAccount)
+admin.site.unregister(SocialToken)
 admin.site.unregister(Authenticator)
 admin.site.unregister(UserSession)
 
@@ -41,6 +46,16 @@ class EmailAddressAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     search_fields = ("email", "user__username")
     fields = ("user", "email", "primary", "verified")
+    readonly_fields = fields
+
+
+@admin.register(SocialAccount)
+class SocialAccountAdmin(ReadOnlyAdmin):
+    list_display = ("user", "provider", "uid", "last_login")
+    list_filter = ("provider",)
+    list_select_related = ("user",)
+    search_fields = ("uid", "user__username", "user__email")
+    fields = ("user", "provider", "uid", "date_joined", "last_login")  # not `extra_data`
     readonly_fields = fields
 
 

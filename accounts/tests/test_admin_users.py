@@ -1354,3 +1354,25 @@ def test_address_rows_are_read_only_in_allauths_admin(admin_client: Client) -> N
     assert edited.status_code == 403
     assert verified.status_code == 200  # the list again: no such action
     assert addresses(user) == [("gina@example.com", True, True)]
+
+
+def test_social_accounts_are_read_only_and_their_tokens_not_in_the_admin(admin_client: Client) -> None:
+    from allauth.socialaccount.models import SocialApp, SocialToken
+
+    user, other = member("hank"), member("ivy")
+    social = SocialAccount.objects.create(user=user, provider="github", uid="hank-1", extra_data={"a": 1})
+    app = SocialApp.objects.create(provider="github", name="GitHub", client_id="id", secret="s")
+    token = SocialToken.objects.create(app=app, account=social, token="gho_secret_value")
+    url = f"/admin/socialaccount/socialaccount/{social.pk}/change/"
+
+    page = admin_client.get(url)
+    moved = admin_client.post(url, {"user": str(other.pk), "provider": "github", "uid": "hank-1"})
+    tokens = admin_client.get("/admin/socialaccount/socialtoken/")
+    token_page = admin_client.get(f"/admin/socialaccount/socialtoken/{token.pk}/change/")
+
+    assert page.status_code == 200
+    assert 'name="user"' not in page.content.decode()
+    assert "gho_secret_value" not in page.content.decode()
+    assert moved.status_code == 403
+    assert SocialAccount.objects.get(pk=social.pk).user_id == user.pk
+    assert (tokens.status_code, token_page.status_code) == (404, 404)
