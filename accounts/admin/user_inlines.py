@@ -2,11 +2,12 @@
 
 Nobody adds, changes or deletes these rows here: e-mail addresses change through the account flows
 or the "Change e-mail" page, sessions end through the actions ("sign out everywhere", "lock down").
+Whoever may view the user sees them (the `accounts.view_user` policy); the link to a record's own
+admin page appears only for staff who may view that page (`linked_view_permission`).
+
 Each list shows its first ROWS_SHOWN rows (and then says how many there are): every row is a form
 field or two, and a user with some 500 device sessions made a page Django refused to save (more
-than DATA_UPLOAD_MAX_NUMBER_FIELDS fields). Whoever may view the user
-sees them (the `accounts.view_user` policy); the link to a record's own admin page appears only for
-staff who may view that page (`linked_view_permission`).
+than DATA_UPLOAD_MAX_NUMBER_FIELDS fields).
 """
 
 from __future__ import annotations
