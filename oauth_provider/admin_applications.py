@@ -26,6 +26,7 @@ from accounts.admin.user_actions import step_up_missing, step_up_redirect
 from accounts.models import User
 from accounts.policies import policy_allows
 from audit.admin_changes import AuditedModelAdminMixin
+from config.admin_pages import admin_page
 from oauth_provider.models import Application, ClientRegistration
 from oauth_provider.registration_services import known_scopes
 from oauth_provider.services import (
@@ -362,18 +363,7 @@ class ApplicationAdmin(AuditedModelAdminMixin, _ApplicationChangesThroughService
     def _page(
         self, request: HttpRequest, template: str, application: Application, *, title: str, **context: Any
     ) -> TemplateResponse:
-        request.current_app = self.admin_site.name
-        page_context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "subtitle": None,
-            "opts": self.opts,
-            "original": application,
-            "change_url": reverse("admin:oauth_provider_application_change", args=[application.pk]),
-            "media": self.media,
-            **context,
-        }
-        return TemplateResponse(request, template, page_context)
+        return admin_page(self, request, template, title=title, original=application, **context)
 
     def _secret_page(self, request: HttpRequest, issued: IssuedClient, *, title: str) -> TemplateResponse:
         response = self._page(

@@ -43,6 +43,7 @@ from accounts.services.moderation import (
     user_send_password_reset,
     user_sign_out_everywhere,
 )
+from config.admin_pages import admin_page
 
 # One action acts on at most this many users: the confirmation page lists them all, and each one is
 # a transaction of its own.
@@ -292,18 +293,15 @@ def _confirmation_page(
     refused: list[User],
     form: forms.Form,
 ) -> TemplateResponse:
-    request.current_app = model_admin.admin_site.name
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": f"{action.description.rstrip('…')}: are you sure?",
-        "subtitle": None,
-        "opts": model_admin.opts,
-        "action": action,
-        "users": users,
-        "refused": refused,
-        "form": form,
-        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "next": return_url(request) or "",
-        "media": model_admin.media,
-    }
-    return TemplateResponse(request, CONFIRMATION_TEMPLATE, context)
+    return admin_page(
+        model_admin,
+        request,
+        CONFIRMATION_TEMPLATE,
+        title=f"{action.description.rstrip('…')}: are you sure?",
+        action=action,
+        users=users,
+        refused=refused,
+        form=form,
+        action_checkbox_name=helpers.ACTION_CHECKBOX_NAME,
+        next=return_url(request) or "",
+    )

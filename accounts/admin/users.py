@@ -67,6 +67,7 @@ from accounts.services import user_create, user_update_profile
 from accounts.services.moderation import user_change_email, user_set_roles
 from accounts.services.users import PROFILE_FIELDS
 from audit.admin_changes import AuditedModelAdminMixin
+from config.admin_pages import admin_page
 
 # Django's page for staff to set a user's password: staff send a reset link instead.
 SET_PASSWORD_PAGE = "auth_user_password_change"  # noqa: S105 (a URL name)
@@ -355,18 +356,15 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
                     messages.SUCCESS,
                 )
                 return HttpResponseRedirect(change_url)
-        request.current_app = self.admin_site.name
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Change the e-mail address of {user.username}",
-            "subtitle": None,
-            "opts": self.opts,
-            "original": user,
-            "change_url": change_url,
-            "form": form,
-            "media": self.media + form.media,
-        }
-        return TemplateResponse(request, CHANGE_EMAIL_TEMPLATE, context)
+        return admin_page(
+            self,
+            request,
+            CHANGE_EMAIL_TEMPLATE,
+            title=f"Change the e-mail address of {user.username}",
+            original=user,
+            form=form,
+            media=self.media + form.media,
+        )
 
     # --- actions ----------------------------------------------------------------------------------
 
