@@ -81,6 +81,45 @@ def refusals_raised() -> Iterator[None]:
         raise ServiceRefusal(error) from error
 
 
+class RefusalsShownAdmin(admin.ModelAdmin):
+    """A service's refusal (a rule the forms could not check, or a race) rolls the whole save,
+    removal or bulk action back, and is shown as a message: on the page it came from, or after a
+    refused removal on the object's page."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefusal as refusal:
+            return _refused(request, refusal, request.get_full_path())
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceRefusal as refusal:
+            opts = self.opts
+            change_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+            return _refused(request, refusal, change_url)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        try:
+            return super().changelist_view(request, extra_context)
+        except ServiceRefusal as refusal:
+            return _refused(request, refusal, request.get_full_path())
+
+
+def _refused(request: HttpRequest, refusal: ServiceRefusal, url: str) -> HttpResponseRedirect:
+    messages.error(request, refusal.text)
+    return HttpResponseRedirect(url)
+
+
 def _deleting(formset: Any, form: Any) -> bool:
     return bool(formset.can_delete and form.cleaned_data.get("DELETE", False))
 
@@ -200,7 +239,7 @@ class InvitationInline(admin.TabularInline):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(RefusalsShownAdmin):
     form = OrganizationForm
     list_display = ("name", "slug", "member_count", "created_at")
     search_fields = ("name", "slug", "memberships__user__username")
@@ -268,21 +307,6 @@ class OrganizationAdmin(admin.ModelAdmin):
         return request.user.has_perm("accounts.delete_organization", obj)
 
     # --- writes: the services ------------------------------------------------------------------
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        """A service's refusal (a rule the forms could not check, or a race) rolls the whole save
-        back, and is shown as a message on the page it came from."""
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefusal as refusal:
-            messages.error(request, refusal.text)
-            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
         with refusals_raised():
@@ -421,7 +445,7 @@ class MembershipForm(forms.ModelForm):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(RefusalsShownAdmin):
     """Every membership, for organizations too large for their page's inline: the same policies
     and services as the inline and the API (a role change, a removal, the last-owner rule)."""
 
@@ -492,32 +516,3 @@ class MembershipAdmin(admin.ModelAdmin):
         with refusals_raised(), transaction.atomic():  # all of them, or none
             for membership in queryset.select_related("organization"):
                 membership_remove(membership=membership, actor=_user(request))
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefusal as refusal:
-            messages.error(request, refusal.text)
-            return HttpResponseRedirect(request.get_full_path())
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
-    ) -> Any:
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ServiceRefusal as refusal:
-            messages.error(request, refusal.text)
-            return HttpResponseRedirect(reverse("admin:accounts_membership_change", args=[object_id]))
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        try:
-            return super().changelist_view(request, extra_context)
-        except ServiceRefusal as refusal:  # a bulk removal refused: nothing was removed
-            messages.error(request, refusal.text)
-            return HttpResponseRedirect(request.get_full_path())
