@@ -11,6 +11,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 
+def admin_change_url(model_admin: ModelAdmin[Any], object_id: Any) -> str:
+    """The admin change page of one object of `model_admin`'s model."""
+    opts = model_admin.opts
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+
+
 def admin_page(
     model_admin: ModelAdmin[Any],
     request: HttpRequest,
@@ -34,6 +40,6 @@ def admin_page(
     }
     if original is not None:
         page["original"] = original
-        page["change_url"] = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[original.pk])
+        page["change_url"] = admin_change_url(model_admin, original.pk)
     page.update(context)
     return TemplateResponse(request, template, page)

@@ -40,6 +40,7 @@ from accounts.services.organizations import (
     organization_update,
     slug_validator,
 )
+from config.admin_pages import admin_change_url
 
 # Rows the change page shows; see the module's docstring.
 MEMBERSHIP_ROWS_SHOWN = 100
@@ -104,9 +105,7 @@ class RefusalsShownAdmin(admin.ModelAdmin):
         try:
             return super().delete_view(request, object_id, extra_context)
         except ServiceRefusal as refusal:
-            opts = self.opts
-            change_url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
-            return _refused(request, refusal, change_url)
+            return _refused(request, refusal, admin_change_url(self, object_id))
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         try:
