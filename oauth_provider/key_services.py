@@ -87,6 +87,15 @@ def _lock_keys() -> list[SigningKey]:
     return list(SigningKey.objects.select_for_update().order_by("id"))
 
 
+def _locked(key: SigningKey) -> tuple[SigningKey, list[SigningKey]]:
+    """`key` as it is now, and every key row, all locked (`_lock_keys`)."""
+    rows = _lock_keys()
+    current = next((row for row in rows if row.pk == key.pk), None)
+    if current is None:
+        raise ValidationError("This signing key no longer exists.", code="signing_key_missing")
+    return current, rows
+
+
 def _keys_changed() -> None:
     # This process re-reads at once; the others within OAUTH_SIGNING_KEYS_REFRESH_SECONDS.
     key_ring_invalidate()
@@ -148,10 +157,7 @@ def signing_key_activate(*, key: SigningKey, actor: User | None = None, force: b
     cached JWKS would not know it), unless `force`d.
     """
     now = timezone.now()
-    locked = {row.pk: row for row in _lock_keys()}
-    if key.pk not in locked:
-        raise ValidationError("This signing key no longer exists.", code="signing_key_missing")
-    key = locked[key.pk]
+    key, rows = _locked(key)
     if key.state == SigningKey.State.ACTIVE:
         raise ValidationError("This key already signs.", code="signing_key_already_active")
     if key.state == SigningKey.State.RETIRED and key.publish_until is not None and key.publish_until <= now:
@@ -171,7 +177,7 @@ def signing_key_activate(*, key: SigningKey, actor: User | None = None, force: b
                 "at": activatable_at.isoformat(),
             },
         )
-    previous = next((row for row in locked.values() if row.state == SigningKey.State.ACTIVE), None)
+    previous = next((row for row in rows if row.state == SigningKey.State.ACTIVE), None)
     if previous is not None:
         previous.state = SigningKey.State.RETIRED
         previous.retired_at = now
@@ -208,10 +214,7 @@ def signing_key_withdraw(*, key: SigningKey, actor: User | None = None) -> Signi
     in as the fallback again. The key that signs is refused: another key must sign first.
     """
     now = timezone.now()
-    locked = {row.pk: row for row in _lock_keys()}
-    if key.pk not in locked:
-        raise ValidationError("This signing key no longer exists.", code="signing_key_missing")
-    key = locked[key.pk]
+    key, _ = _locked(key)
     if key.state == SigningKey.State.ACTIVE:
         raise ValidationError(
             "Key %(kid)s signs new tokens and cannot be withdrawn: make another key sign first "
