@@ -230,12 +230,25 @@ def remember_deleted_authenticator_pk(sender: object, instance: Authenticator, *
     setattr(instance, DELETED_PK_ATTRIBUTE, instance.pk)
 
 
-@receiver(mfa_signals.authenticator_added, dispatch_uid="accounts.audit_mfa_enrolled")
-def audit_mfa_enrolled(
-    sender: object, request: HttpRequest, user: AbstractBaseUser, authenticator: Any, **kwargs: Any
+# The audit action of each change to a user's second factors.
+FACTOR_CHANGE_ACTIONS = {
+    mfa_signals.authenticator_added: "accounts.mfa.enrolled",
+    mfa_signals.authenticator_removed: "accounts.mfa.removed",
+    mfa_signals.authenticator_reset: "accounts.mfa.recovery_codes_regenerated",
+}
+
+
+@receiver(list(FACTOR_CHANGE_ACTIONS), dispatch_uid="accounts.audit_mfa_factor_changed")
+def audit_mfa_factor_changed(
+    sender: object,
+    signal: Any,
+    request: HttpRequest,
+    user: AbstractBaseUser,
+    authenticator: Any,
+    **kwargs: Any,
 ) -> None:
     audit_record(
-        action="accounts.mfa.enrolled",
+        action=FACTOR_CHANGE_ACTIONS[signal],
         actor=user,
         target=user,
         request=request,
@@ -253,32 +266,6 @@ def totp_activation_step_spent(
     step = getattr(request, TOTP_ACTIVATION_STEP_ATTRIBUTE, None)
     if step is not None and getattr(authenticator, "type", None) == Authenticator.Type.TOTP:
         totp_activation_record(authenticator=authenticator, step=step)
-
-
-@receiver(mfa_signals.authenticator_removed, dispatch_uid="accounts.audit_mfa_removed")
-def audit_mfa_removed(
-    sender: object, request: HttpRequest, user: AbstractBaseUser, authenticator: Any, **kwargs: Any
-) -> None:
-    audit_record(
-        action="accounts.mfa.removed",
-        actor=user,
-        target=user,
-        request=request,
-        metadata=_factor(authenticator),
-    )
-
-
-@receiver(mfa_signals.authenticator_reset, dispatch_uid="accounts.audit_mfa_recovery_codes_regenerated")
-def audit_mfa_reset(
-    sender: object, request: HttpRequest, user: AbstractBaseUser, authenticator: Any, **kwargs: Any
-) -> None:
-    audit_record(
-        action="accounts.mfa.recovery_codes_regenerated",
-        actor=user,
-        target=user,
-        request=request,
-        metadata=_factor(authenticator),
-    )
 
 
 @receiver(mfa_signals.authenticator_used, dispatch_uid="accounts.audit_mfa_authenticated")
