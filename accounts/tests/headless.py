@@ -12,7 +12,7 @@ from django.test import Client
 
 from accounts.models import User
 from accounts.services.moderation import user_set_roles
-from accounts.tests.factories import UserFactory
+from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory, totp_code
 
 APP = "/_allauth/app/v1"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -39,3 +39,22 @@ def with_step_headroom(seconds: float = 3) -> None:
     remaining = mfa_settings.TOTP_PERIOD - time.time() % mfa_settings.TOTP_PERIOD
     if remaining < seconds:
         time.sleep(remaining + 0.1)
+
+
+def signed_in_meta(user: User, secret: str | None = None) -> dict[str, Any]:
+    """Sign in over the headless API (the password, then a code for a TOTP user); the response's
+    `meta`, with the session token and the JWT pair."""
+    client = Client()
+    with_step_headroom()
+    response = app_post(client, "/auth/login", {"username": user.username, "password": DEFAULT_PASSWORD})
+    if secret is not None:
+        assert response.status_code == 401, response.content
+        response = app_post(
+            client,
+            "/auth/2fa/authenticate",
+            {"code": totp_code(secret)},
+            response.json()["meta"]["session_token"],
+        )
+    assert response.status_code == 200, response.content
+    meta: dict[str, Any] = response.json()["meta"]
+    return meta

@@ -23,6 +23,7 @@ from accounts.exceptions import MFAEnrollmentRequired
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, totp_code, totp_enrol
 from accounts.tests.headless import APP, app_post, verified_user, with_step_headroom
+from accounts.tests.headless import signed_in_meta as sign_in
 from oauth_provider.services import application_create
 
 # The cached copy of a user is dropped when a commit adds a factor: these tests really commit.
@@ -34,24 +35,6 @@ MFA_ENROLLMENT_REQUIRED = {
         {"code": "mfa_enrollment_required", "detail": MFAEnrollmentRequired.default_detail, "attr": None}
     ],
 }
-
-
-def sign_in(user: User, secret: str | None = None) -> dict[str, Any]:
-    """Sign in over the headless API (a code too for a TOTP user); the `meta` with the tokens."""
-    client = Client()
-    with_step_headroom()
-    response = app_post(client, "/auth/login", {"username": user.username, "password": DEFAULT_PASSWORD})
-    if secret is not None:
-        assert response.status_code == 401, response.content
-        response = app_post(
-            client,
-            "/auth/2fa/authenticate",
-            {"code": totp_code(secret)},
-            response.json()["meta"]["session_token"],
-        )
-    assert response.status_code == 200, response.content
-    meta: dict[str, Any] = response.json()["meta"]
-    return meta
 
 
 def bearer(token: str) -> APIClient:

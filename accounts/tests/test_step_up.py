@@ -29,7 +29,7 @@ from accounts.tests.factories import (
     totp_code,
     totp_enrol,
 )
-from accounts.tests.headless import APP, app_post, verified_user, with_step_headroom
+from accounts.tests.headless import APP, app_post, signed_in_meta, verified_user, with_step_headroom
 from audit.models import AuditEvent
 from oauth_provider.services import application_create
 
@@ -72,19 +72,7 @@ class SignedIn:
 
 def sign_in(user: User, secret: str | None = None) -> SignedIn:
     """Sign in over the headless API: the password, then (for a TOTP user) a code."""
-    client = Client()
-    with_step_headroom()
-    response = app_post(client, "/auth/login", {"username": user.username, "password": DEFAULT_PASSWORD})
-    if secret is not None:
-        assert response.status_code == 401, response.content
-        response = app_post(
-            client,
-            "/auth/2fa/authenticate",
-            {"code": totp_code(secret)},
-            response.json()["meta"]["session_token"],
-        )
-    assert response.status_code == 200, response.content
-    meta = response.json()["meta"]
+    meta = signed_in_meta(user, secret)
     return SignedIn(user, secret, meta["session_token"], meta["access_token"], meta["refresh_token"])
 
 
