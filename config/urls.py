@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from allauth.account.decorators import secure_admin_login
 from allauth.headless.constants import Client
 from django.contrib import admin
@@ -24,7 +26,30 @@ admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-a
 
 # allauth's headless second-factor endpoints with our code check (accounts/headless.py), routed
 # ahead of allauth's own at the same paths, and the e-mailed fallback code.
+HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL name)
+    ("auth/2fa/authenticate", account_headless.MFAAuthenticateAPIView, "mfa_authenticate"),
+    ("auth/2fa/reauthenticate", account_headless.MFAReauthenticateAPIView, "mfa_reauthenticate"),
+    ("auth/webauthn/authenticate", account_headless.MFAAuthenticateWebAuthnAPIView, "webauthn_authenticate"),
+    (
+        "auth/webauthn/reauthenticate",
+        account_headless.MFAReauthenticateWebAuthnAPIView,
+        "webauthn_reauthenticate",
+    ),
+    ("auth/webauthn/login", account_headless.MFALoginWebAuthnAPIView, "webauthn_login"),
+    ("account/authenticators/totp", account_headless.MFAManageTOTPAPIView, "mfa_manage_totp"),
+    ("auth/2fa/email-code", account_headless.EmailCodeRequestAPIView, "mfa_email_code"),
+]
 headless_mfa_urlpatterns = [
+    path(
+        f"_allauth/{client.value}/v1/{suffix}",
+        view.as_api_view(client=client),
+        name=f"headless_{client.value}_{name}",
+    )
+    for client in Client
+    for suffix, view, name in HEADLESS_MFA_VIEWS
+]
+
+urlpatterns = [
     pattern
     for client in Client
     for pattern in (
