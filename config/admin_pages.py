@@ -1,4 +1,5 @@
-"""Pages of our own in the Django admin: forms, confirmations, one-time secrets."""
+"""Pages of our own in the Django admin (forms, confirmations, one-time secrets), and inlines that
+show only their first rows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from django.contrib.admin import ModelAdmin
 from django.db.models import Model
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -43,3 +45,42 @@ def admin_page(
         page["change_url"] = admin_change_url(model_admin, original.pk)
     page.update(context)
     return TemplateResponse(request, template, page)
+
+
+class FirstRowsFormSet(BaseInlineFormSet):
+    """An inline's first `rows_shown` rows, in `rows_ordering` (else the inline's ordering), read
+    in the one query the list costs anyway; `rows_total` (one COUNT more) when there are more.
+
+    Every row is a form field or more, and Django refuses to save a page of more than
+    DATA_UPLOAD_MAX_NUMBER_FIELDS fields: with every row shown, a long list made its page unsavable.
+    """
+
+    rows_shown = 50
+    rows_ordering: tuple[Any, ...] = ()
+    rows_total: int | None = None
+
+    def get_queryset(self) -> Any:
+        if not hasattr(self, "_queryset"):
+            queryset = super().get_queryset()
+            if self.rows_ordering:
+                queryset = queryset.order_by(*self.rows_ordering)
+            rows = list(queryset[: self.rows_shown + 1])
+            if len(rows) > self.rows_shown:
+                self.rows_total = queryset.count()
+                rows = rows[: self.rows_shown]
+            self._queryset = rows  # the formset only counts, indexes and iterates it
+        return self._queryset
+
+
+def first_rows_headings(context: dict[str, Any]) -> None:
+    """Say in the heading of each inline of a change page that shows only its first rows how many
+    there are: the inline's `rows_heading` (keys `plural`, `shown`, `total`), or a plain one."""
+    for inline_formset in context.get("inline_admin_formsets", []):
+        inline, formset = inline_formset.opts, inline_formset.formset
+        formset.get_queryset()  # the list's one query, run now rather than while rendering
+        total = getattr(formset, "rows_total", None)
+        if total is not None:
+            heading = getattr(inline, "rows_heading", "{plural}: the first {shown} of {total}")
+            inline.verbose_name_plural = heading.format(
+                plural=inline.verbose_name_plural, shown=formset.rows_shown, total=total
+            )

@@ -23,7 +23,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Case, IntegerField, QuerySet, Value, When
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
@@ -40,7 +39,7 @@ from accounts.services.organizations import (
     organization_update,
     slug_validator,
 )
-from config.admin_pages import admin_change_url
+from config.admin_pages import FirstRowsFormSet, admin_change_url, first_rows_headings
 
 # Rows the change page shows; see the module's docstring.
 MEMBERSHIP_ROWS_SHOWN = 100
@@ -51,12 +50,6 @@ ROLE_RANK = Case(
     default=Value(2),
     output_field=IntegerField(),
 )
-
-
-def _first_rows(queryset: QuerySet[Any], limit: int, *ordering: Any) -> QuerySet[Any]:
-    """The first `limit` rows of an inline's queryset in `ordering`, as a filterable queryset."""
-    shown = list(queryset.order_by(*ordering).values_list("pk", flat=True)[:limit])
-    return queryset.filter(pk__in=shown).order_by(*ordering)
 
 
 def _user(request: HttpRequest) -> User:
@@ -134,16 +127,12 @@ class OrganizationForm(forms.ModelForm):
         return slug
 
 
-class MembershipFormSet(BaseInlineFormSet):
+class MembershipFormSet(FirstRowsFormSet):
     """The first MEMBERSHIP_ROWS_SHOWN memberships; refuses, as a form error, a change that would
     leave the organization without an owner (counting the owners past the rows shown)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            self.queryset = _first_rows(
-                cast(QuerySet[Any], self.queryset), MEMBERSHIP_ROWS_SHOWN, ROLE_RANK, "user__username", "pk"
-            )
+    rows_shown = MEMBERSHIP_ROWS_SHOWN
+    rows_ordering = (ROLE_RANK, "user__username", "pk")
 
     def clean(self) -> None:
         super().clean()
@@ -180,6 +169,10 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ("user",)
     fields = ("user", "role", "created_at")
     readonly_fields = ("created_at",)
+    rows_heading = (
+        "{plural}: the first {shown} of {total}, owners and admins first "
+        "(all of them: the members link above)"
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         return super().get_queryset(request).select_related("user")
@@ -197,15 +190,11 @@ class MembershipInline(admin.TabularInline):
         return request.user.has_perm("accounts.manage_organization_members", obj)
 
 
-class InvitationFormSet(BaseInlineFormSet):
+class InvitationFormSet(FirstRowsFormSet):
     """The INVITATION_ROWS_SHOWN newest invitations."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            self.queryset = _first_rows(
-                cast(QuerySet[Any], self.queryset), INVITATION_ROWS_SHOWN, "-created_at", "-pk"
-            )
+    rows_shown = INVITATION_ROWS_SHOWN
+    rows_ordering = ("-created_at", "-pk")
 
 
 class InvitationInline(admin.TabularInline):
@@ -216,6 +205,7 @@ class InvitationInline(admin.TabularInline):
     fields = ("email", "role", "state", "invited_by", "created_at", "expires_at", "accepted_by")
     readonly_fields = fields
     verbose_name_plural = "invitations (managed through the API)"
+    rows_heading = "invitations: the newest {shown} of {total} (managed through the API)"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Invitation]:
         return super().get_queryset(request).select_related("invited_by", "accepted_by")
@@ -260,29 +250,17 @@ class OrganizationAdmin(RefusalsShownAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Organization]:
         return organizations_with_member_count(super().get_queryset(request))
 
-    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
-        """Say so in an inline's heading when it shows only the first rows."""
-        inlines = super().get_inline_instances(request, obj)
-        if obj is None:
-            return inlines
-        for inline in inlines:
-            if isinstance(inline, MembershipInline):
-                total = getattr(obj, "member_count", None)  # from get_queryset
-                if total is None:
-                    total = obj.memberships.count()
-                if total > MEMBERSHIP_ROWS_SHOWN:
-                    inline.verbose_name_plural = (
-                        f"memberships: the first {MEMBERSHIP_ROWS_SHOWN} of {total}, owners and admins "
-                        "first (all of them: the members link above)"
-                    )
-            elif isinstance(inline, InvitationInline):
-                total = obj.invitations.count()
-                if total > INVITATION_ROWS_SHOWN:
-                    inline.verbose_name_plural = (
-                        f"invitations: the newest {INVITATION_ROWS_SHOWN} of {total} "
-                        "(managed through the API)"
-                    )
-        return inlines
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        first_rows_headings(context)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="members", ordering="member_count")
     def member_count(self, organization: Organization) -> int:

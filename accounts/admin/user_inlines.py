@@ -5,9 +5,8 @@ or the "Change e-mail" page, sessions end through the actions ("sign out everywh
 Whoever may view the user sees them (the `accounts.view_user` policy); the link to a record's own
 admin page appears only for staff who may view that page (`linked_view_permission`).
 
-Each list shows its first ROWS_SHOWN rows (and then says how many there are): every row is a form
-field or two, and a user with some 500 device sessions made a page Django refused to save (more
-than DATA_UPLOAD_MAX_NUMBER_FIELDS fields).
+Each list shows its first 50 rows and then says how many there are (`FirstRowsFormSet`): a user
+with some 500 device sessions had a page Django refused to save.
 """
 
 from __future__ import annotations
@@ -20,39 +19,12 @@ from allauth.socialaccount.models import SocialAccount
 from allauth.usersessions.models import UserSession
 from django.contrib import admin
 from django.db.models import Model, QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 
 from accounts.models import DeviceSession
 from accounts.policies import policy_allows
 from accounts.services import device_label
-
-# Rows each list of the user page shows, in its inline's ordering.
-ROWS_SHOWN = 50
-
-
-class FirstRowsFormSet(BaseInlineFormSet):
-    """The first ROWS_SHOWN rows of the inline's (ordered) queryset, in the one query the list
-    costs anyway; `rows_total` (one COUNT more) when there are more."""
-
-    rows_total: int | None = None
-
-    def get_queryset(self) -> Any:
-        if not hasattr(self, "_queryset"):
-            queryset = super().get_queryset()
-            rows = list(queryset[: ROWS_SHOWN + 1])
-            if len(rows) > ROWS_SHOWN:
-                self.rows_total = queryset.count()
-                rows = rows[:ROWS_SHOWN]
-            self._queryset = rows  # the formset only counts, indexes and iterates it
-        return self._queryset
-
-
-def first_rows_heading(inline: Any, formset: Any) -> None:
-    """Say in a capped list's heading that it shows only the first rows."""
-    total = getattr(formset, "rows_total", None)
-    if total is not None:
-        inline.verbose_name_plural = f"{inline.verbose_name_plural}: the first {ROWS_SHOWN} of {total}"
+from config.admin_pages import FirstRowsFormSet
 
 
 class UserRecordInline(admin.TabularInline):

@@ -56,7 +56,6 @@ from accounts.admin.user_filters import (
 from accounts.admin.user_inlines import (
     FACTOR_LABELS,
     USER_INLINES,
-    first_rows_heading,
     inline_show_change_link,
 )
 from accounts.forms import UserChangeForm, UserCreationForm, UserEmailChangeForm
@@ -67,7 +66,7 @@ from accounts.services import user_create, user_update_profile
 from accounts.services.moderation import user_change_email, user_set_roles
 from accounts.services.users import PROFILE_FIELDS
 from audit.admin_changes import AuditedModelAdminMixin
-from config.admin_pages import admin_page
+from config.admin_pages import admin_page, first_rows_headings
 
 # Django's page for staff to set a user's password: staff send a reset link instead.
 SET_PASSWORD_PAGE = "auth_user_password_change"  # noqa: S105 (a URL name)
@@ -320,9 +319,7 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
             context["timeline_url"] = timeline_url(obj)
             if self.may_change_email(request, obj):
                 context["change_email_url"] = reverse("admin:accounts_user_change_email", args=[obj.pk])
-            for inline_formset in context.get("inline_admin_formsets", []):
-                inline_formset.formset.get_queryset()  # the list's one query, run now rather than later
-                first_rows_heading(inline_formset.opts, inline_formset.formset)
+            first_rows_headings(context)
         response = super().render_change_form(request, context, add, change, form_url, obj)
         return cast(TemplateResponse, response)
 
