@@ -66,7 +66,7 @@ from accounts.services import user_create, user_update_profile
 from accounts.services.moderation import user_change_email, user_set_roles
 from accounts.services.users import PROFILE_FIELDS
 from audit.admin_changes import AuditedModelAdminMixin
-from config.admin_pages import admin_page, first_rows_headings
+from config.admin_pages import admin_change_url, admin_page, first_rows_headings
 
 # Django's page for staff to set a user's password: staff send a reset link instead.
 SET_PASSWORD_PAGE = "auth_user_password_change"  # noqa: S105 (a URL name)
@@ -337,7 +337,7 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
                 retry="make the change",
                 back_to=request.get_full_path(),
             )
-        change_url = reverse("admin:accounts_user_change", args=[user.pk])
+        change_url = admin_change_url(self, user.pk)
         form = UserEmailChangeForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             try:

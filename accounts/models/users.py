@@ -40,6 +40,7 @@ STAFF_ROLES = frozenset({Role.ADMIN, Role.MODERATOR})
 MFA_FACTOR_TYPES = ("totp", "webauthn")
 # Fields `UserQuerySet.search` matches, case-insensitively, anywhere in the value.
 SEARCH_FIELDS = ("username", "email", "display_name")
+EMAIL_TAKEN_MESSAGE = "A user with this e-mail address already exists."
 # Shorter search terms match as a prefix: a trigram index can't serve a substring under 3 characters.
 SEARCH_MIN_SUBSTRING = 3
 # Where `UserQuerySet.for_staff_list` puts its prefetches that `User.email_verified` and
@@ -196,7 +197,7 @@ class User(AbstractBaseUser, PermissionsMixin):
                 Lower("email"),
                 name="accounts_user_email_ci_unique",
                 violation_error_code="email_taken",
-                violation_error_message="A user with this e-mail address already exists.",
+                violation_error_message=EMAIL_TAKEN_MESSAGE,
             ),
             models.CheckConstraint(
                 condition=Q(username__regex=USERNAME_PATTERN),

@@ -25,6 +25,7 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 
 from accounts.emails import email_queue
 from accounts.models import STAFF_ROLES, DeviceSession, Role, User, UserBlock
+from accounts.models.users import EMAIL_TAKEN_MESSAGE
 from accounts.services.users import browser_session_end, device_sessions_revoke
 from accounts.tokens import user_forget
 from audit.services import audit_record
@@ -308,6 +309,11 @@ def user_mark_email_verified(*, user: User, actor: User | None = None) -> EmailA
 EMAIL_CHANGED_BY_STAFF_TEMPLATE_PREFIX = "account/email/email_changed_by_staff"
 
 
+def _email_taken() -> ValidationError:
+    """The refusal of the model's unique e-mail constraint, on the `email` field."""
+    return ValidationError({"email": ValidationError(EMAIL_TAKEN_MESSAGE, code="email_taken")})
+
+
 @transaction.atomic
 def user_change_email(
     *, user: User, email: str, verified: bool = False, reason: str = "", actor: User | None = None
@@ -334,9 +340,7 @@ def user_change_email(
         )
     if EmailAddress.objects.filter(email__iexact=user.email).exclude(user=user).exists():
         # Another account's second address, or the one it is changing to: allauth's ACCOUNT_UNIQUE_EMAIL.
-        raise ValidationError(
-            {"email": ValidationError("A user with this e-mail address already exists.", code="email_taken")}
-        )
+        raise _email_taken()
     EmailAddress.objects.filter(user=user).delete()  # a pending change's link stops working with it
     try:
         with transaction.atomic():
@@ -345,9 +349,7 @@ def user_change_email(
                 user=user, email=user.email.lower(), primary=True, verified=verified
             )
     except IntegrityError as error:  # a concurrent sign-up or change took the address first
-        raise ValidationError(
-            {"email": ValidationError("A user with this e-mail address already exists.", code="email_taken")}
-        ) from error
+        raise _email_taken() from error
     if not verified:
         address.send_confirmation(get_adapter().request)
     email_queue(
