@@ -138,11 +138,21 @@ class ErrorShapeMiddleware:
             and response.get("Content-Type", "").startswith("application/json")
             and not getattr(response, "streaming", False)
         ):
-            self.add_project_keys(response)
+            self.reshape(response)
         return response
 
     @classmethod
-    def add_project_keys(cls, response: HttpResponse) -> None:
+    def reshape(cls, response: HttpResponse) -> None:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            return
+        if isinstance(body, dict) and cls.add_project_keys(body, response.status_code):
+            json_body_replace(response, body)
+
+    @classmethod
+    def add_project_keys(cls, body: dict[str, Any], status_code: int) -> bool:
+        """Add the keys to the error body in place; False when it is not one to change."""
         raise NotImplementedError
 
 
@@ -158,25 +168,21 @@ class HeadlessErrorShapeMiddleware(ErrorShapeMiddleware):
     PREFIX = "/_allauth/"
 
     @classmethod
-    def add_project_keys(cls, response: HttpResponse) -> None:
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            return
-        errors = body.get("errors") if isinstance(body, dict) else None
+    def add_project_keys(cls, body: dict[str, Any], status_code: int) -> bool:
+        errors = body.get("errors")
         if not isinstance(errors, list) or "type" in body:
-            return
+            return False
         body["type"] = (
             "server_error"
-            if response.status_code >= 500
-            else ("validation_error" if response.status_code == 400 else "client_error")
+            if status_code >= 500
+            else ("validation_error" if status_code == 400 else "client_error")
         )
         for error in errors:
             if isinstance(error, dict):
                 error.setdefault("detail", error.get("message", ""))
                 error.setdefault("attr", error.get("param"))
                 error.setdefault("code", "invalid")
-        json_body_replace(response, body)
+        return True
 
 
 class OAuthErrorShapeMiddleware(ErrorShapeMiddleware):
@@ -208,18 +214,14 @@ class OAuthErrorShapeMiddleware(ErrorShapeMiddleware):
     }
 
     @classmethod
-    def add_project_keys(cls, response: HttpResponse) -> None:
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            return
-        if not isinstance(body, dict) or not isinstance(body.get("error"), str) or "errors" in body:
-            return
+    def add_project_keys(cls, body: dict[str, Any], status_code: int) -> bool:
+        if not isinstance(body.get("error"), str) or "errors" in body:
+            return False
         body["type"] = (
             "server_error"
-            if response.status_code >= 500
+            if status_code >= 500
             else ("validation_error" if body["error"] == "invalid_request" else "client_error")
         )
         detail = body.get("error_description") or cls.DETAILS.get(body["error"], body["error"])
         body["errors"] = [{"code": body["error"], "detail": str(detail), "attr": None}]
-        json_body_replace(response, body)
+        return True
