@@ -595,18 +595,26 @@ def test_replayed_passkey_login_is_refused() -> None:
     assert app_get(second, "/auth/session", token).json()["meta"]["is_authenticated"] is False
 
 
-def test_assertion_whose_sign_count_did_not_advance_is_refused() -> None:
-    user = verified_user()
+def sign_in_then_again_with(user: User, *, sign_count: int) -> tuple[Client, str, Any]:
+    """Sign in with the user's key at sign count 7, then from another browser with `sign_count`:
+    that browser, its session token, and the answer to its second factor."""
     key = security_key_enrol(user)
-    client = Client()
-    token = pending_second_factor(client, user)
-    options = request_options(client, "/auth/webauthn/authenticate", token)
-    assert second_factor(client, token, key.get(options, sign_count=7)).status_code == 200
+    first = Client()
+    first_token = pending_second_factor(first, user)
+    options = request_options(first, "/auth/webauthn/authenticate", first_token)
+    assert second_factor(first, first_token, key.get(options, sign_count=7)).status_code == 200
     clone = Client()
     clone_token = pending_second_factor(clone, user)
     clone_options = request_options(clone, "/auth/webauthn/authenticate", clone_token)
+    return (
+        clone,
+        clone_token,
+        second_factor(clone, clone_token, key.get(clone_options, sign_count=sign_count)),
+    )
 
-    response = second_factor(clone, clone_token, key.get(clone_options, sign_count=7))
+
+def test_assertion_whose_sign_count_did_not_advance_is_refused() -> None:
+    _, _, response = sign_in_then_again_with(verified_user(), sign_count=7)
 
     assert response.status_code == 400
 
@@ -663,17 +671,7 @@ def test_staff_user_whose_only_factor_is_a_security_key_meets_the_mfa_requiremen
 
 
 def test_a_cloned_key_is_refused_and_recorded() -> None:
-    user = verified_user()
-    key = security_key_enrol(user)
-    first = Client()
-    first_token = pending_second_factor(first, user)
-    options = request_options(first, "/auth/webauthn/authenticate", first_token)
-    assert second_factor(first, first_token, key.get(options, sign_count=7)).status_code == 200
-    clone = Client()
-    clone_token = pending_second_factor(clone, user)
-    clone_options = request_options(clone, "/auth/webauthn/authenticate", clone_token)
-
-    response = second_factor(clone, clone_token, key.get(clone_options, sign_count=5))
+    clone, clone_token, response = sign_in_then_again_with(verified_user(), sign_count=5)
 
     assert response.status_code == 400
     assert_still_pending(clone, clone_token)
