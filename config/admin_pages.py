@@ -1,14 +1,16 @@
-"""Pages of our own in the Django admin (forms, confirmations, one-time secrets), and inlines that
-show only their first rows."""
+"""Pages of our own in the Django admin (forms, confirmations, one-time secrets), services'
+refusals shown as messages, and inlines that show only their first rows."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin import ModelAdmin
+from django.core.exceptions import ValidationError
 from django.db.models import Model
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -45,6 +47,43 @@ def admin_page(
         page["change_url"] = admin_change_url(model_admin, original.pk)
     page.update(context)
     return TemplateResponse(request, template, page)
+
+
+class RefusalsShownAdmin(ModelAdmin):
+    """A service's refusal (a `ValidationError`: a rule the forms could not check, a race, a forged
+    selection) is shown as a message instead of an error page: on the page it came from, or after a
+    refused deletion on the object's page. The view's transaction rolled back: nothing changed."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as error:
+            return _refusal_shown(request, error, request.get_full_path())
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ValidationError as error:
+            return _refusal_shown(request, error, admin_change_url(self, object_id))
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        try:
+            return super().changelist_view(request, extra_context)
+        except ValidationError as error:
+            return _refusal_shown(request, error, request.get_full_path())
+
+
+def _refusal_shown(request: HttpRequest, error: ValidationError, url: str) -> HttpResponseRedirect:
+    messages.error(request, " ".join(error.messages))
+    return HttpResponseRedirect(url)
 
 
 class FirstRowsFormSet(BaseInlineFormSet):

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import Model
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -26,7 +26,7 @@ from accounts.admin.user_actions import step_up_missing, step_up_redirect
 from accounts.models import User
 from accounts.policies import policy_allows
 from audit.admin_changes import AuditedModelAdminMixin
-from config.admin_pages import admin_page
+from config.admin_pages import RefusalsShownAdmin, admin_page
 from oauth_provider.models import Application, ClientRegistration
 from oauth_provider.registration_services import known_scopes
 from oauth_provider.services import (
@@ -147,7 +147,7 @@ CREATE_ARGUMENTS = frozenset(
 )
 
 
-class _ApplicationChangesThroughServices(admin.ModelAdmin):
+class _ApplicationChangesThroughServices(RefusalsShownAdmin):
     """Save the forms through the services (below `AuditedModelAdminMixin`, as the user admin does)."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
@@ -294,11 +294,8 @@ class ApplicationAdmin(AuditedModelAdminMixin, _ApplicationChangesThroughService
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        try:
-            response = super().changeform_view(request, object_id, form_url, extra_context)
-        except ValidationError as error:  # a service refused what the form let through: nothing changed
-            self.message_user(request, " ".join(error.messages), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+        # A service's refusal of what the form let through is a message (RefusalsShownAdmin).
+        response = super().changeform_view(request, object_id, form_url, extra_context)
         logo = getattr(response, "context_data", {}).get("original")
         if logo is not None and logo.logo_uri:
             # The preview loads the logo from its own origin, and from that origin only.

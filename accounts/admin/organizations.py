@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Case, IntegerField, QuerySet, Value, When
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
@@ -39,7 +39,7 @@ from accounts.services.organizations import (
     organization_update,
     slug_validator,
 )
-from config.admin_pages import FirstRowsFormSet, admin_change_url, first_rows_headings
+from config.admin_pages import FirstRowsFormSet, RefusalsShownAdmin, first_rows_headings
 
 # Rows the change page shows; see the module's docstring.
 MEMBERSHIP_ROWS_SHOWN = 100
@@ -56,60 +56,21 @@ def _user(request: HttpRequest) -> User:
     return cast(User, request.user)  # the admin serves signed-in staff only
 
 
-class ServiceRefusal(Exception):
-    """A service refused part of an admin save; the whole save is rolled back and the refusal shown."""
+class ServiceRefusal(ValidationError):
+    """A service's PermissionDenied in an admin save (a rule it checks with the data, such as who
+    may grant `owner`): shown as a message like its ValidationErrors (`RefusalsShownAdmin`), where
+    the admin's own PermissionDenied is a 403 page. The whole save is rolled back."""
 
-    def __init__(self, error: ValidationError | PermissionDenied) -> None:
-        super().__init__(str(error))
-        if isinstance(error, ValidationError):
-            self.text = " ".join(error.messages)
-        else:
-            self.text = str(error) or "You do not have permission to perform this action."
+    def __init__(self, error: PermissionDenied) -> None:
+        super().__init__(str(error) or "You do not have permission to perform this action.")
 
 
 @contextmanager
 def refusals_raised() -> Iterator[None]:
     try:
         yield
-    except (ValidationError, PermissionDenied) as error:
+    except PermissionDenied as error:
         raise ServiceRefusal(error) from error
-
-
-class RefusalsShownAdmin(admin.ModelAdmin):
-    """A service's refusal (a rule the forms could not check, or a race) rolls the whole save,
-    removal or bulk action back, and is shown as a message: on the page it came from, or after a
-    refused removal on the object's page."""
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefusal as refusal:
-            return _refused(request, refusal, request.get_full_path())
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
-    ) -> Any:
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ServiceRefusal as refusal:
-            return _refused(request, refusal, admin_change_url(self, object_id))
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        try:
-            return super().changelist_view(request, extra_context)
-        except ServiceRefusal as refusal:
-            return _refused(request, refusal, request.get_full_path())
-
-
-def _refused(request: HttpRequest, refusal: ServiceRefusal, url: str) -> HttpResponseRedirect:
-    messages.error(request, refusal.text)
-    return HttpResponseRedirect(url)
 
 
 def _deleting(formset: Any, form: Any) -> bool:

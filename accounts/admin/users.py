@@ -66,7 +66,7 @@ from accounts.services import user_create, user_update_profile
 from accounts.services.moderation import user_change_email, user_set_roles
 from accounts.services.users import PROFILE_FIELDS
 from audit.admin_changes import AuditedModelAdminMixin
-from config.admin_pages import admin_change_url, admin_page, first_rows_headings
+from config.admin_pages import RefusalsShownAdmin, admin_change_url, admin_page, first_rows_headings
 
 # Django's page for staff to set a user's password: staff send a reset link instead.
 SET_PASSWORD_PAGE = "auth_user_password_change"  # noqa: S105 (a URL name)
@@ -78,7 +78,7 @@ class StepUpRequired(Exception):
     """The change form changes roles, and the staff member has not re-authenticated recently."""
 
 
-class _UserChangesThroughServices(DjangoUserAdmin):
+class _UserChangesThroughServices(RefusalsShownAdmin, DjangoUserAdmin):
     """Save the change form through the services.
 
     A base class rather than `UserAdmin.save_model` so that `AuditedModelAdminMixin.save_model`,
@@ -276,12 +276,8 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         try:
+            # A service's refusal (your own admin role, a race) is a message (RefusalsShownAdmin).
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except ValidationError as error:
-            # A service refused what the form let through (your own admin role, a race): the
-            # transaction rolled back, so nothing changed.
-            self.message_user(request, " ".join(error.messages), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
         except StepUpRequired:
             # Raised before the first write, inside the view's transaction: nothing changed.
             return step_up_redirect(
@@ -290,13 +286,6 @@ class UserAdmin(AuditedModelAdminMixin, _UserChangesThroughServices):
                 retry="make the change again",
                 back_to=request.get_full_path(),
             )
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        try:
-            return super().changelist_view(request, extra_context)
-        except ValidationError as error:  # a forged selection, such as a user ID that is no UUID
-            self.message_user(request, " ".join(error.messages), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
 
     def render_change_form(
         self,
