@@ -20,11 +20,12 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -110,12 +111,21 @@ def sign_in_identifier(
 
 
 def user_get_by_identifier(identifier: str) -> User | None:
-    """The account an identifier names: an e-mail address (any of the user's) or a username."""
+    """The account that owns an identifier: its username, or an address it has verified.
+
+    An address only counts once verified: anyone may add any address to their own account
+    unverified (enumeration prevention lets them), and it must not let them take the failures,
+    the lockout and the audit trail of the address's real owner. An address nobody has verified
+    names no account: its failures are counted against the address itself.
+    """
     if "@" in identifier:
-        users = User.objects.filter(Q(email__iexact=identifier) | Q(emailaddress__email__iexact=identifier))
+        # ACCOUNT_UNIQUE_EMAIL: at most one account has verified an address (in any letter case).
+        users = User.objects.filter(
+            Exists(EmailAddress.objects.filter(user=OuterRef("pk"), email__iexact=identifier, verified=True))
+        )
     else:
         users = User.objects.filter(username=identifier.lower())
-    return users.distinct().order_by("pk").first()
+    return users.order_by("pk").first()
 
 
 # --- accounts (database) --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from django.utils import timezone
 from accounts.lockout import unknown_identifier_record_failure, unknown_identifier_state
 from accounts.models import AccountLockout, User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
+from accounts.tests.headless import APP, USER_AGENT, signed_in_meta
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -334,3 +337,78 @@ def test_wrong_codes_and_wrong_passwords_count_toward_one_lockout(member: User) 
         sign_in(Client(), "admin", member.username, DEFAULT_PASSWORD), "admin", retry_after=60
     )
     assert not has_signed_in(member)
+
+
+# --- an identifier names only the account that owns it (issue 12, finding 1) --------------------
+
+
+def test_another_accounts_unverified_copy_of_an_address_does_not_divert_its_failures() -> None:
+    """The review's attack: the attacker adds the victim's address, unverified, to their own
+    account, then guesses the victim's password four times, signs in to their own account (which
+    used to clear the count the guesses landed on), and repeats. Every guess is the victim's: the
+    victim is locked at the fifth, and the attacker reads none of it in their own security log."""
+    victim = UserFactory.create(id=uuid.UUID(int=2**127), email="victim@example.com")
+    EmailAddress.objects.create(user=victim, email="victim@example.com", primary=True, verified=True)
+    # The attacker's ID sorts first, as in the review (the old lookup took the lowest ID).
+    attacker = UserFactory.create(id=uuid.UUID(int=1), email="attacker@example.com")
+    EmailAddress.objects.create(user=attacker, email="attacker@example.com", primary=True, verified=True)
+    meta = signed_in_meta(attacker)
+    reauthenticated = app_post_authenticated(meta, "/auth/reauthenticate", {"password": DEFAULT_PASSWORD})
+    assert reauthenticated.status_code == 200, reauthenticated.content
+    added = app_post_authenticated(meta, "/account/email", {"email": "victim@example.com"})
+    assert added.status_code == 200, added.content
+    assert EmailAddress.objects.filter(user=attacker, email="victim@example.com", verified=False).exists()
+
+    guesses = 0
+    refused = 0
+    for _ in range(3):
+        for _ in range(4):
+            answer = sign_in(Client(), "app", "victim@example.com", WRONG_PASSWORD)
+            guesses += 1
+            refused += answer.status_code == 429
+        assert sign_in(Client(), "app", "attacker@example.com", DEFAULT_PASSWORD).status_code == 200
+
+    assert guesses == 12
+    # The fifth guess locked the victim; every later one was refused at the gate.
+    assert refused == 7
+    assert lockout_of(victim)[1:] == (1, timezone.now() + timedelta(minutes=1))
+    assert not AccountLockout.objects.filter(user=attacker, lockout_count__gt=0).exists()
+    own_log = api_get(meta, "/api/v1/users/me/audit-events/?page_size=100").json()["results"]
+    assert [event["action"] for event in own_log if event["outcome"] == "failure"] == []
+    assert AuditEvent.objects.filter(
+        action="accounts.user.sign_in_failed", target_id=str(victim.pk)
+    ).count() == 5
+
+
+def test_an_address_nobody_verified_is_counted_against_the_address_itself() -> None:
+    """Two accounts with the same unverified address: failures name neither of them."""
+    first = UserFactory.create(email="shared@example.com")
+    second = UserFactory.create(email="second@example.com")
+    EmailAddress.objects.create(user=first, email="shared@example.com", primary=True, verified=False)
+    EmailAddress.objects.create(user=second, email="shared@example.com", primary=False, verified=False)
+
+    for _ in range(5):
+        assert sign_in(Client(), "app", "shared@example.com", WRONG_PASSWORD).status_code == 400
+
+    assert_locked_answer(
+        sign_in(Client(), "app", "shared@example.com", DEFAULT_PASSWORD), "app", retry_after=60
+    )
+    assert not AccountLockout.objects.filter(user__in=[first, second]).exists()
+    failures = AuditEvent.objects.filter(action="accounts.user.sign_in_failed")
+    assert {(event.target_id, event.metadata["reason"]) for event in failures} == {("", "unknown_account")}
+    # The owner of a username is still its account, verified address or not.
+    assert sign_in(Client(), "app", first.username, WRONG_PASSWORD).status_code == 400
+    assert lockout_of(first) == (1, 0, None)
+
+
+def app_post_authenticated(meta: dict[str, Any], path: str, body: dict[str, Any]) -> Any:
+    return Client().post(
+        f"{APP}{path}",
+        body,
+        content_type="application/json",
+        headers={"User-Agent": USER_AGENT, "X-Session-Token": meta["session_token"]},
+    )
+
+
+def api_get(meta: dict[str, Any], path: str) -> Any:
+    return Client().get(path, headers={"Authorization": f"Bearer {meta['access_token']}"})
