@@ -1,4 +1,5 @@
-"""allauth's headless MFA endpoints with our code check, and the e-mailed fallback code.
+"""allauth's headless MFA endpoints with our code check, the e-mailed fallback code, and the
+password change with the account lockout.
 
 allauth's headless views build their inputs from allauth's forms directly (MFA_FORMS only reaches
 its browser pages), so these subclasses swap in accounts.forms_mfa and are routed ahead of
@@ -11,6 +12,10 @@ import math
 from http import HTTPStatus
 from typing import Any
 
+from allauth.account.adapter import get_adapter as get_account_adapter
+from allauth.core import context
+from allauth.headless.account.inputs import ChangePasswordInput
+from allauth.headless.account.views import ChangePasswordView
 from allauth.headless.base.views import AuthenticationStageAPIView
 from allauth.headless.internal.restkit import inputs
 from allauth.headless.internal.restkit.response import APIResponse, ErrorResponse
@@ -35,6 +40,7 @@ from accounts.forms_mfa import (
     MFAReauthenticateForm,
     MFAReauthenticateWebAuthnForm,
 )
+from accounts.lockout import lockout_check_current_password
 from accounts.services.mfa import email_code_send
 
 
@@ -60,6 +66,22 @@ class MFAActivateTOTPInput(MFAActivateTOTPForm, inputs.Input):
 
 class MFALoginWebAuthnInput(MFALoginWebAuthnForm, inputs.Input):
     pass
+
+
+class LockoutChangePasswordInput(ChangePasswordInput):
+    """The current password is checked like a sign-in: audited, and counted toward the lockout."""
+
+    def clean_current_password(self) -> str:
+        password: str = self.cleaned_data["current_password"]
+        if password and not lockout_check_current_password(
+            user=self.user, password=password, request=context.request
+        ):
+            raise get_account_adapter().validation_error("enter_current_password")
+        return password
+
+
+class ChangePasswordAPIView(ChangePasswordView):
+    input_class = LockoutChangePasswordInput
 
 
 class MFAAuthenticateAPIView(AuthenticateView):

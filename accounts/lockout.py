@@ -267,6 +267,31 @@ def lockout_record_failed_sign_in(*, credentials: Mapping[str, Any], request: Ht
         lockout_record_failure(user=user)
 
 
+def lockout_check_current_password(*, user: User, password: str, request: HttpRequest | None) -> bool:
+    """Check the password a signed-in user typed to confirm a change of it.
+
+    A wrong one is a guess at the password by whoever holds the session: it is audited and counted
+    toward the lockout exactly like a failed sign-in (the sign-in gate refuses the change form
+    while the account is locked).
+    """
+    if user.check_password(password):
+        return True
+    if request is not None:
+        if getattr(request, FAILURE_RECORDED_ATTRIBUTE, False):
+            return False
+        setattr(request, FAILURE_RECORDED_ATTRIBUTE, True)
+    audit_record(
+        action="accounts.user.sign_in_failed",
+        outcome=AuditEvent.Outcome.FAILURE,
+        actor=user,
+        target=user,
+        request=request,
+        metadata={"reason": "invalid_current_password", "via": "password_change"},
+    )
+    lockout_record_failure(user=user)
+    return False
+
+
 def lockout_seconds_remaining_for_identifier(*, identifier: str) -> int:
     """Seconds until a sign-in naming `identifier` is allowed again; 0 when it is not locked."""
     user = user_get_by_identifier(identifier)

@@ -55,6 +55,8 @@ SIGN_IN_HEADLESS = ProtectedFlow(
 # account is the session's, and its lockout applies (failed codes count toward it).
 SIGN_IN_SECOND_FACTOR = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", session_account=True)
 SIGN_IN_PASSKEY = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN")
+# A password change checks the current password like a sign-in: refused while the account is locked.
+PASSWORD_CHANGE = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", session_account=True)
 SIGN_UP = ProtectedFlow("accounts.sign_up", "RATELIMIT_SIGNUP")
 PASSWORD_RESET = ProtectedFlow("accounts.password_reset", "RATELIMIT_PASSWORD_RESET")
 VERIFICATION_RESEND = ProtectedFlow("accounts.verification_resend", "RATELIMIT_VERIFICATION_RESEND")
@@ -71,6 +73,7 @@ PROTECTED_PATHS: dict[str, ProtectedFlow] = {
     "/accounts/2fa/webauthn/reauthenticate/": SIGN_IN_SECOND_FACTOR,
     "/accounts/2fa/webauthn/login/": SIGN_IN_PASSKEY,
     "/accounts/reauthenticate/": SIGN_IN_SECOND_FACTOR,
+    "/accounts/password/change/": PASSWORD_CHANGE,
     "/accounts/signup/": SIGN_UP,
     "/accounts/password/reset/": PASSWORD_RESET,
     "/accounts/email/": VERIFICATION_RESEND_PAGE,
@@ -88,6 +91,7 @@ for _client in HEADLESS_CLIENTS:
         f"/_allauth/{_client}/v1/auth/webauthn/reauthenticate": SIGN_IN_SECOND_FACTOR,
         # Passkey sign-in names its account only in the signed assertion: the per-IP limit applies.
         f"/_allauth/{_client}/v1/auth/webauthn/login": SIGN_IN_PASSKEY,
+        f"/_allauth/{_client}/v1/account/password/change": PASSWORD_CHANGE,
         f"/_allauth/{_client}/v1/auth/signup": SIGN_UP,
         f"/_allauth/{_client}/v1/auth/password/request": PASSWORD_RESET,
         f"/_allauth/{_client}/v1/auth/email/verify/resend": VERIFICATION_RESEND,

@@ -24,8 +24,9 @@ admin.site.index_title = "Users, clients and settings"
 # Staff sign in through the same pages as everyone (second factor, lockout, audit included).
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
-# allauth's headless second-factor endpoints with our code check (accounts/headless.py), routed
-# ahead of allauth's own at the same paths, and the e-mailed fallback code.
+# allauth's headless second-factor endpoints with our code check and its password change with the
+# lockout (accounts/headless.py), routed ahead of allauth's own at the same paths, and the
+# e-mailed fallback code.
 HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL name)
     ("auth/2fa/authenticate", account_headless.MFAAuthenticateAPIView, "mfa_authenticate"),
     ("auth/2fa/reauthenticate", account_headless.MFAReauthenticateAPIView, "mfa_reauthenticate"),
@@ -38,6 +39,8 @@ HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL
     ("auth/webauthn/login", account_headless.MFALoginWebAuthnAPIView, "webauthn_login"),
     ("account/authenticators/totp", account_headless.MFAManageTOTPAPIView, "mfa_manage_totp"),
     ("auth/2fa/email-code", account_headless.EmailCodeRequestAPIView, "mfa_email_code"),
+    # The password change, its current password counted toward the lockout.
+    ("account/password/change", account_headless.ChangePasswordAPIView, "change_password"),
 ]
 headless_mfa_urlpatterns = [
     path(

@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.lockout import unknown_identifier_record_failure, unknown_identifier_state
 from accounts.models import AccountLockout, User
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
-from accounts.tests.headless import APP, USER_AGENT, signed_in_meta
+from accounts.tests.headless import APP, USER_AGENT, signed_in_meta, verified_user
 from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -375,9 +375,10 @@ def test_another_accounts_unverified_copy_of_an_address_does_not_divert_its_fail
     assert not AccountLockout.objects.filter(user=attacker, lockout_count__gt=0).exists()
     own_log = api_get(meta, "/api/v1/users/me/audit-events/?page_size=100").json()["results"]
     assert [event["action"] for event in own_log if event["outcome"] == "failure"] == []
-    assert AuditEvent.objects.filter(
-        action="accounts.user.sign_in_failed", target_id=str(victim.pk)
-    ).count() == 5
+    assert (
+        AuditEvent.objects.filter(action="accounts.user.sign_in_failed", target_id=str(victim.pk)).count()
+        == 5
+    )
 
 
 def test_an_address_nobody_verified_is_counted_against_the_address_itself() -> None:
@@ -412,3 +413,68 @@ def app_post_authenticated(meta: dict[str, Any], path: str, body: dict[str, Any]
 
 def api_get(meta: dict[str, Any], path: str) -> Any:
     return Client().get(path, headers={"Authorization": f"Bearer {meta['access_token']}"})
+
+
+# --- a wrong current password on a password change counts like a failed sign-in (finding 9) ---
+
+NEW_PASSWORD = "an-entirely-new-passphrase-42"
+
+
+def change_password(kind: str, signed_in: Any, current: str) -> Any:
+    if kind == "page":
+        return signed_in.post(
+            "/accounts/password/change/",
+            {"oldpassword": current, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+        )
+    return app_post_authenticated(
+        signed_in, "/account/password/change", {"current_password": current, "new_password": NEW_PASSWORD}
+    )
+
+
+@pytest.mark.parametrize("kind", ["page", "app"])
+def test_wrong_current_passwords_on_a_password_change_are_audited_and_lock_the_account(kind: str) -> None:
+    """Whoever holds a signed-in session must not guess its password through the change form."""
+    member = verified_user()
+    if kind == "page":
+        signed_in: Any = Client()
+        signed_in.force_login(member)
+    else:
+        signed_in = signed_in_meta(member)
+
+    for attempt in range(1, 5):
+        response = change_password(kind, signed_in, WRONG_PASSWORD)
+        assert response.status_code in (200, 400)
+        assert lockout_of(member) == (attempt, 0, None)
+    change_password(kind, signed_in, WRONG_PASSWORD)
+    refused = change_password(kind, signed_in, DEFAULT_PASSWORD)
+
+    assert lockout_of(member) == (0, 1, timezone.now() + timedelta(minutes=1))
+    assert refused.status_code == 429
+    assert refused["Retry-After"] == "60"
+    member.refresh_from_db()
+    assert member.check_password(DEFAULT_PASSWORD)
+    failures = AuditEvent.objects.filter(action="accounts.user.sign_in_failed", target_id=str(member.pk))
+    assert [(event.actor_id, event.metadata["reason"]) for event in failures] == [
+        (str(member.pk), "invalid_current_password")
+    ] * 5
+    assert AuditEvent.objects.filter(action="accounts.user.locked_out", target_id=str(member.pk)).count() == 1
+    # Signing in is refused too: one lockout for the account.
+    assert_locked_answer(sign_in(Client(), "app", member.email, DEFAULT_PASSWORD), "app", retry_after=60)
+
+
+@pytest.mark.parametrize("kind", ["page", "app"])
+def test_the_right_current_password_changes_it_and_counts_no_failure(kind: str) -> None:
+    member = verified_user()
+    if kind == "page":
+        signed_in: Any = Client()
+        signed_in.force_login(member)
+    else:
+        signed_in = signed_in_meta(member)
+    change_password(kind, signed_in, WRONG_PASSWORD)
+
+    response = change_password(kind, signed_in, DEFAULT_PASSWORD)
+
+    assert response.status_code in (200, 302)
+    member.refresh_from_db()
+    assert member.check_password(NEW_PASSWORD)
+    assert lockout_of(member) == (1, 0, None)
