@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -404,12 +404,10 @@ def _invitation_require_open(invitation: Invitation) -> None:
 
 
 def _is_member_address(organization: Organization, email: str) -> bool:
-    addresses = EmailAddress.objects.filter(user_id=OuterRef("user_id"), email__iexact=email)
-    return (
-        Membership.objects.filter(organization=organization)
-        .filter(Q(user__email__iexact=email) | Exists(addresses))
-        .exists()
-    )
+    """A member has verified this address. An unverified copy proves nothing: anyone may add any
+    address to their own account, and would otherwise block every invitation to it."""
+    addresses = EmailAddress.objects.filter(user_id=OuterRef("user_id"), email__iexact=email, verified=True)
+    return Membership.objects.filter(organization=organization).filter(Exists(addresses)).exists()
 
 
 @transaction.atomic

@@ -75,6 +75,8 @@ class Team:
 def team() -> Team:
     organization = OrganizationFactory.create(name="Acme", slug="acme", description="Rockets.")
     users = {name: UserFactory.create(username=name) for name in ("olivia", "adam", "mia", "oscar")}
+    for user in users.values():  # each signed up and verified their address
+        EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
     MembershipFactory.create(organization=organization, user=users["olivia"], role=OWNER)
     MembershipFactory.create(organization=organization, user=users["adam"], role=ADMIN)
     MembershipFactory.create(organization=organization, user=users["mia"], role=MEMBER)
@@ -874,6 +876,23 @@ def test_a_user_who_is_not_a_member_is_a_404_in_the_members(team: Team) -> None:
 
 
 # --- API: invitations --------------------------------------------------------------------------
+
+
+def test_a_members_unverified_copy_of_an_address_does_not_block_its_invitation(
+    team: Team, django_capture_on_commit_callbacks: CaptureOnCommit
+) -> None:
+    """Anyone may add any address to their account unverified: only verified ownership makes the
+    address a member's (the review's finding 7: a member could block invitations to anyone)."""
+    verified_address(team.member, INVITEE, verified=False)
+    invitee = UserFactory.create(username="nina", email=INVITEE)
+    verified_address(invitee, INVITEE)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client_for(team.owner).post(f"{_org(team)}invitations/", {"email": INVITEE}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert [message.to for message in mail.outbox] == [[INVITEE]]
+    assert invitation_accept(token=token_in(mail.outbox[-1]), user=invitee).role == MEMBER
 
 
 def test_invite_through_the_api_never_answers_the_token(
