@@ -310,14 +310,21 @@ class AuthorizeView(ToolkitAuthorizationView):
         sign_in: SignIn,
         prompted: bool,
     ) -> HttpResponse:
-        """Issue the code (the toolkit checks the request once more) and remember the consent."""
+        """Issue the code (the toolkit checks the request once more) and remember the consent.
+
+        oauthlib answers most refusals (a `plain` challenge, a scope or response type edited into
+        the consent form) with a redirect carrying `error` instead of raising: the consent is
+        remembered only with a code, in the code's transaction, so a refused request never lets a
+        later `prompt=none` through (issue 12 item 6).
+        """
         credentials["oauth_provider_sign_in"] = sign_in  # stored with the code (oauth_provider.claims)
         try:
             with transaction.atomic():
                 uri, _headers, _body, _status = self.create_authorization_response(
                     request=request, scopes=" ".join(scopes), credentials=credentials, allow=True
                 )
-                consent_grant(user=user, application=application, scopes=scopes, prompted=prompted)
+                if "code" in dict(parse_qsl(urlsplit(uri).query)):  # RFC 6749 §4.1.2
+                    consent_grant(user=user, application=application, scopes=scopes, prompted=prompted)
         except OAuthToolkitError as error:
             return self.error_response(error, application)
         return self.redirect(uri, application)

@@ -12,13 +12,17 @@ from audit.models import AuditEvent
 from oauth_provider.consent_services import ConsentNotFound, consent_revoke
 from oauth_provider.models import Application, Consent
 from oauth_provider.tests.browser import (
+    AUTHORIZE_URL,
+    REDIRECT_URI,
     allow,
     authorize_path,
     code_from,
+    consent_form,
     deny,
     member,
     oauth_client,
     pkce,
+    query_of,
     redeem,
     tokens_for,
 )
@@ -260,3 +264,32 @@ def test_the_code_redeemed_after_consent_carries_the_consented_scopes(
     )
 
     assert redeem(Client(), application, code, challenge)["scope"] == "openid profile"
+
+
+@pytest.mark.parametrize(
+    ("tampered", "error"),
+    [
+        pytest.param({"code_challenge_method": "plain"}, "invalid_request", id="plain-challenge"),
+        pytest.param({"response_type": "token"}, "unsupported_response_type", id="implicit-response-type"),
+        pytest.param({"scope": "openid users:write"}, "invalid_scope", id="scope-not-allowed"),
+    ],
+)
+def test_an_allow_that_fails_authorization_remembers_no_consent(
+    client: Client, alice: User, application: Application, tampered: dict[str, str], error: str
+) -> None:
+    """Issue 12 item 6: the consent page's answer, edited so that the authorization fails, goes back
+    to the client as an error and leaves no consent behind for a later `prompt=none`."""
+    client.force_login(alice)
+    form = consent_form(client.get(authorize_path(application, pkce())))
+
+    refused = client.post(AUTHORIZE_URL, {**form, **tampered, "allow": "true"})
+
+    assert refused.status_code == 302
+    assert refused["Location"].startswith(REDIRECT_URI + "?")
+    assert query_of(refused["Location"])["error"] == error
+    assert "code" not in query_of(refused["Location"])
+    assert not Consent.objects.exists()
+    assert granted_events() == []
+    assert get_grant_model().objects.count() == 0
+    silent = client.get(authorize_path(application, pkce(), prompt="none"))
+    assert query_of(silent["Location"])["error"] == "consent_required"
