@@ -7,8 +7,10 @@ from urllib.parse import urlparse
 
 from allauth.account.models import EmailAddress
 from allauth.account.signals import (
+    email_added,
     email_changed,
     email_confirmed,
+    email_removed,
     password_changed,
     password_reset,
     password_set,
@@ -194,6 +196,31 @@ def audit_email_changed(
         target=user,
         request=request,
         changes={"email": [from_email_address.email, to_email_address.email]},
+    )
+
+
+# The audit action of each change to a user's set of addresses (a new primary is `email_changed`).
+ADDRESS_CHANGE_ACTIONS = {
+    email_added: "accounts.user.email_added",
+    email_removed: "accounts.user.email_removed",
+}
+
+
+@receiver(list(ADDRESS_CHANGE_ACTIONS), dispatch_uid="accounts.audit_email_address_changed")
+def audit_email_address_changed(
+    sender: object,
+    signal: Any,
+    request: HttpRequest,
+    user: AbstractBaseUser,
+    email_address: EmailAddress,
+    **kwargs: Any,
+) -> None:
+    audit_record(
+        action=ADDRESS_CHANGE_ACTIONS[signal],
+        actor=user,
+        target=user,
+        request=request,
+        metadata={"email": email_address.email, "verified": email_address.verified},
     )
 
 

@@ -231,3 +231,97 @@ def test_admin_changes_are_mirrored_with_field_values(client: Client) -> None:
     assert "Changed" in mirrored.metadata["change_message"]
     [updated] = events("accounts.user.updated")
     assert (updated.actor_id, updated.target_id) == (str(staff.pk), str(member.pk))
+
+
+# --- e-mail addresses added, removed, verified and made primary (issue 12, finding 8) -----------
+
+
+def browser_signed_in(user: User) -> Client:
+    """A browser session (headless client `browser`) that has just re-authenticated: managing
+    addresses is a step-up action."""
+    client = Client()
+    signed_in = client.post(
+        "/_allauth/browser/v1/auth/login",
+        {"username": user.username, "password": DEFAULT_PASSWORD},
+        content_type="application/json",
+    )
+    assert signed_in.status_code == 200, signed_in.content
+    reauthenticated = client.post(
+        "/_allauth/browser/v1/auth/reauthenticate",
+        {"password": DEFAULT_PASSWORD},
+        content_type="application/json",
+    )
+    assert reauthenticated.status_code == 200, reauthenticated.content
+    return client
+
+
+def manage_email(client: Client, method: str, body: dict[str, Any]) -> Any:
+    return getattr(client, method)(
+        "/_allauth/browser/v1/account/email", body, content_type="application/json"
+    )
+
+
+def test_adding_and_removing_an_address_are_recorded(
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    user = verified_user(email="kept@example.com")
+    client = browser_signed_in(user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        added = manage_email(client, "post", {"email": "Second@Example.com"})
+    removed = manage_email(client, "delete", {"email": "second@example.com"})
+
+    assert (added.status_code, removed.status_code) == (200, 200)
+    assert list(EmailAddress.objects.filter(user=user).values_list("email", flat=True)) == [
+        "kept@example.com"
+    ]
+    recorded = [
+        (event.action, event.actor_id, event.target_id, event.metadata)
+        for event in AuditEvent.objects.filter(
+            action__in=["accounts.user.email_added", "accounts.user.email_removed"]
+        ).order_by("id")
+    ]
+    assert recorded == [
+        (
+            "accounts.user.email_added",
+            str(user.pk),
+            str(user.pk),
+            {"email": "second@example.com", "verified": False},
+        ),
+        (
+            "accounts.user.email_removed",
+            str(user.pk),
+            str(user.pk),
+            {"email": "second@example.com", "verified": False},
+        ),
+    ]
+
+
+def test_making_an_address_primary_is_recorded_as_an_email_change() -> None:
+    user = verified_user(email="first@example.com")
+    EmailAddress.objects.create(user=user, email="other@example.com", primary=False, verified=True)
+    client = browser_signed_in(user)
+
+    response = manage_email(client, "patch", {"email": "other@example.com", "primary": True})
+
+    assert response.status_code == 200, response.content
+    user.refresh_from_db()
+    assert user.email == "other@example.com"
+    [primary] = events("accounts.user.email_changed")
+    assert (primary.actor_id, primary.target_id) == (str(user.pk), str(user.pk))
+    assert primary.changes == {"email": ["first@example.com", "other@example.com"]}
+
+
+def test_removing_an_address_on_the_browser_page_is_recorded() -> None:
+    user = verified_user(email="first@example.com")
+    EmailAddress.objects.create(user=user, email="old@example.com", primary=False, verified=True)
+    client = browser_signed_in(user)  # the page shares the headless browser client's session
+
+    response = client.post("/accounts/email/", {"action_remove": "", "email": "old@example.com"})
+
+    assert response.status_code == 302, response.content
+    [removed] = events("accounts.user.email_removed")
+    assert (removed.actor_id, removed.metadata) == (
+        str(user.pk),
+        {"email": "old@example.com", "verified": True},
+    )
