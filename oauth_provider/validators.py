@@ -93,6 +93,13 @@ class OAuth2Validator(ClaimsValidatorMixin, ToolkitOAuth2Validator):
         )
         return True
 
+    def _extract_basic_auth(self, request: OAuthlibRequest) -> str | None:
+        """The toolkit's, with the scheme matched in any case (RFC 9110 §11.1: `basic` is `Basic`)."""
+        scheme, _, credentials = (request.headers.get("HTTP_AUTHORIZATION") or "").partition(" ")
+        if scheme.lower() != "basic" or not credentials:
+            return None
+        return credentials
+
     # --- grants and response types offered --------------------------------------------------------
 
     def validate_grant_type(

@@ -42,6 +42,7 @@ from audit.services import audit_record
 from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application
 from oauth_provider.token_services import device_code_lifetime
+from oauth_provider.views_tokens import client_authenticated
 
 # RFC 8628 §6.1: 20 consonants (no vowels, so no words; no look-alikes such as 0/O or 1/I/L),
 # 8 of them: 20^8 ≈ 2^34.6 codes, guessed at most RATELIMIT_DEVICE_USER_CODE times a minute.
@@ -87,6 +88,7 @@ class DeviceAuthorizationView(ToolkitDeviceAuthorizationView):
             cls._oauthlib_core = cls.get_oauthlib_backend_class()(cls.get_server())
         return cls._oauthlib_core
 
+    @client_authenticated
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         headers, response, status = self.create_device_authorization_response(request)
         if status != 200:

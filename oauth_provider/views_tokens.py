@@ -12,10 +12,17 @@ paths (docs/decisions/0015-oauth-tokens-and-grants.md).
   protected-resource views.
 - `/o/introspect/` (RFC 7662) answers confidential clients authenticating with their own
   credentials (HTTP Basic, or in the body); bearer tokens are not accepted there.
+
+On the three endpoints that authenticate clients (and on the device authorization endpoint), a
+failed client authentication is challenged with `Basic` (RFC 6749 §5.2), and a body `client_id`
+that names another client than the Basic credentials is `invalid_request` (oauthlib would answer
+`server_error`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -31,6 +38,7 @@ from oauth2_provider.views import UserInfoView as ToolkitUserInfoView
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.common import Request as OAuthlibRequest
 
+from oauth_provider.client_authentication import CLIENT_AUTHENTICATION_CHALLENGE, client_ids_disagree
 from oauth_provider.models import Application
 from oauth_provider.token_services import token_introspection
 from oauth_provider.validators import DEVICE_CODE_GRANT_TYPE
@@ -49,11 +57,40 @@ def oauth_error(
     )
 
 
+ViewMethod = Callable[..., HttpResponse]
+
+
+def client_authenticated(post: ViewMethod) -> ViewMethod:
+    """The POST of an endpoint that authenticates the client (RFC 6749 §2.3): one client named, and
+    a failed authentication challenged with the scheme clients authenticate with."""
+
+    @functools.wraps(post)
+    def checked(view: View, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if client_ids_disagree(request):
+            # RFC 6749 §5.2 invalid_request: the request names two clients, so it is malformed.
+            return oauth_error(
+                "invalid_request",
+                "The client_id in the body is not the client the Authorization header authenticates.",
+                status=400,
+            )
+        response = post(view, request, *args, **kwargs)
+        if response.status_code == 401:  # only a client authentication fails with a 401 here
+            response["WWW-Authenticate"] = CLIENT_AUTHENTICATION_CHALLENGE
+        return response
+
+    return checked
+
+
 class TokenView(ToolkitTokenView):
     @method_decorator(
         sensitive_post_parameters("client_secret", "code_verifier", "refresh_token", "device_code")
     )
+    @client_authenticated
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.POST.get("grant_type"):
+            # RFC 6749 §5.2; oauthlib would route the request to its default grant and answer
+            # unsupported_grant_type.
+            return oauth_error("invalid_request", "The grant_type parameter is missing.", status=400)
         with transaction.atomic():
             if request.POST.get("grant_type") == DEVICE_CODE_GRANT_TYPE:
                 return self.device_flow_token_response(request, request.POST.get("device_code", ""))
@@ -71,6 +108,7 @@ class TokenView(ToolkitTokenView):
 
 class RevokeTokenView(ToolkitRevokeTokenView):
     @method_decorator(sensitive_post_parameters("client_secret", "token"))
+    @client_authenticated
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         with transaction.atomic():
             return super().post(request, *args, **kwargs)
@@ -84,6 +122,7 @@ class IntrospectTokenView(OAuthLibMixin, View):
     http_method_names = ["post", "options"]
 
     @method_decorator(sensitive_post_parameters("client_secret", "token"))
+    @client_authenticated
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         client = self.authenticated_client(request)
         if client is None:
@@ -92,7 +131,6 @@ class IntrospectTokenView(OAuthLibMixin, View):
                 "invalid_client",
                 "Authenticate with the client's own credentials (HTTP Basic or client_secret_post).",
                 status=401,
-                headers={"WWW-Authenticate": 'Basic realm="introspection"'},
             )
         token = request.POST.get("token", "")
         if not token:

@@ -276,7 +276,7 @@ def test_introspection_needs_the_clients_own_credentials() -> None:
     description = "Authenticate with the client's own credentials (HTTP Basic or client_secret_post)."
     for response in (nobody, wrong, bearer, public):
         assert response.status_code == 401
-        assert response["WWW-Authenticate"] == 'Basic realm="introspection"'
+        assert response["WWW-Authenticate"] == 'Basic realm="oauth"'  # RFC 6749 §5.2
         assert response.json() == oauth_error("invalid_client", description)
 
 
