@@ -16,7 +16,7 @@ from typing import Any
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
-from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.authentication import AUTH_HEADER_TYPE_BYTES, JWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.tokens import Token
 
@@ -56,6 +56,15 @@ class DeviceSessionJWTAuthentication(JWTAuthentication):
         if result is not None:
             refuse_missing_required_mfa(request, result[0])
         return result
+
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        """simplejwt's, with the scheme read in any case (RFC 9110 §11.1: `bearer` is `Bearer`)."""
+        scheme, separator, rest = header.lstrip().partition(b" ")
+        for accepted in AUTH_HEADER_TYPE_BYTES:
+            if scheme.lower() == accepted.lower():
+                header = accepted + separator + rest
+                break
+        return super().get_raw_token(header)
 
     def get_user(self, validated_token: Token) -> User:  # type: ignore[override]
         user = access_token_user(token=validated_token)  # type: ignore[arg-type]

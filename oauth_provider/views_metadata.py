@@ -42,6 +42,25 @@ def protected_resource_metadata_url() -> str:
     return settings.SITE_URL + reverse("oauth-protected-resource-metadata")
 
 
+def presents_bearer_token(request: HttpRequest) -> bool:
+    """Whether the request sends `Authorization: Bearer …`, the scheme in any case (RFC 9110 §11.1)."""
+    return request.headers.get("Authorization", "").strip().partition(" ")[0].lower() == "bearer"
+
+
+def bearer_challenge(request: HttpRequest) -> str:
+    """The 401 challenge of what our access tokens protect (the API, userinfo): RFC 6750 §3's, with
+    where to learn how to get a token (RFC 9728 §5.1).
+
+    `error="invalid_token"` only when the request presented a token (§3.1): one without any learns
+    that a token is needed, and nothing more.
+    """
+    params = ['realm="api"']
+    if presents_bearer_token(request):
+        params.append('error="invalid_token"')
+    params.append(f'resource_metadata="{protected_resource_metadata_url()}"')
+    return "Bearer " + ", ".join(params)
+
+
 def _cacheable(response: JsonResponse, max_age: int, *, stale_if_error: bool = False) -> JsonResponse:
     response["Access-Control-Allow-Origin"] = "*"  # public documents, read by browser-based clients too
     response["Cache-Control"] = f"public, max-age={max_age}" + (

@@ -9,7 +9,7 @@ paths (docs/decisions/0015-oauth-tokens-and-grants.md).
 - `/o/revoke_token/` is the toolkit's view (RFC 7009) in one transaction.
 - `/o/userinfo/` is the toolkit's view, refusing an access token in the query string (RFC 9700
   §4.3.2): oauthlib's bearer check there reads one, and the toolkit's gate only guards its
-  protected-resource views.
+  protected-resource views. Its 401 challenge is the API's (oauth_provider.views_metadata).
 - `/o/introspect/` (RFC 7662) answers confidential clients authenticating with their own
   credentials (HTTP Basic, or in the body); bearer tokens are not accepted there.
 
@@ -42,6 +42,7 @@ from oauth_provider.client_authentication import CLIENT_AUTHENTICATION_CHALLENGE
 from oauth_provider.models import Application
 from oauth_provider.token_services import token_introspection
 from oauth_provider.validators import DEVICE_CODE_GRANT_TYPE
+from oauth_provider.views_metadata import bearer_challenge, presents_bearer_token
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -168,4 +169,21 @@ class UserInfoView(ToolkitUserInfoView):
                 headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
             )
         response: HttpResponse = super().dispatch(request, *args, **kwargs)
+        if response.status_code == 401:
+            # oauthlib's answer is a bare `invalid_token`, sent as text/html; the API's challenge
+            # also says where to learn how to get a token (RFC 9728 §5.1), and only names the
+            # error when a token was presented (RFC 6750 §3.1).
+            description = (
+                "The access token is invalid, expired or revoked."
+                if presents_bearer_token(request)
+                else "An access token is required, in the Authorization header."
+            )
+            return oauth_error(
+                "invalid_token",
+                description,
+                status=401,
+                headers={"WWW-Authenticate": bearer_challenge(request)},
+            )
+        if response.status_code >= 400 and response.content.startswith(b"{"):
+            response["Content-Type"] = "application/json"  # oauthlib's JSON, sent as text/html
         return response

@@ -8,11 +8,12 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 
-def bearer_challenge() -> str:
-    """RFC 6750 §3's challenge, pointing at our protected-resource metadata (RFC 9728 §5.1)."""
-    from oauth_provider.views_metadata import protected_resource_metadata_url  # loads the toolkit's views
+def bearer_challenge(request: Request) -> str:
+    """RFC 6750 §3's challenge, pointing at our protected-resource metadata (RFC 9728 §5.1), with
+    `error="invalid_token"` when the request presented a token (§3.1)."""
+    from oauth_provider.views_metadata import bearer_challenge as challenge  # loads the toolkit's views
 
-    return f'Bearer realm="api", resource_metadata="{protected_resource_metadata_url()}"'
+    return challenge(request._request)
 
 
 class ResourceMetadataChallenge(authentication.BaseAuthentication):
@@ -26,7 +27,7 @@ class ResourceMetadataChallenge(authentication.BaseAuthentication):
         return None
 
     def authenticate_header(self, request: Request) -> str:
-        return bearer_challenge()
+        return bearer_challenge(request)
 
 
 class RejectUnknownBearerToken(authentication.BaseAuthentication):
@@ -37,12 +38,12 @@ class RejectUnknownBearerToken(authentication.BaseAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
-        scheme = request.headers.get("Authorization", "").partition(" ")[0]
-        if scheme.lower() == "bearer":
+        scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
+        if scheme.lower() == "bearer":  # RFC 9110 §11.1: any case
             raise exceptions.AuthenticationFailed(
                 "The access token is invalid, expired or revoked.", code="token_not_valid"
             )
         return None
 
     def authenticate_header(self, request: Request) -> str:
-        return bearer_challenge()
+        return bearer_challenge(request)

@@ -154,7 +154,8 @@ def test_api_401s_point_at_the_protected_resource_metadata(authorization: str) -
     response = client.get("/api/v1/users/me/")
 
     assert response.status_code == 401
-    challenge = f'Bearer realm="api", resource_metadata="{SITE}/.well-known/oauth-protected-resource"'
+    error = ' error="invalid_token",' if authorization else ""  # RFC 6750 §3.1: only for a token sent
+    challenge = f'Bearer realm="api",{error} resource_metadata="{SITE}/.well-known/oauth-protected-resource"'
     assert response["WWW-Authenticate"] == challenge
     # A client that follows the pointer learns where to get a token (RFC 9728 §5.1).
     metadata = client.get("/.well-known/oauth-protected-resource").json()
