@@ -319,6 +319,11 @@ def client_may_introspect_any_token(client: Application) -> bool:
     )
 
 
+def api_resource_identifier() -> str:
+    """Our API's resource identifier (RFC 9728 §2 `resource`; the issuer when unset)."""
+    return str(oauth2_settings.OAUTH2_PROTECTED_RESOURCE_IDENTIFIER or oauth2_settings.OIDC_ISS_ENDPOINT)
+
+
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
@@ -379,8 +384,9 @@ def _claims_of(
     if token.user is not None:
         data["sub"] = str(token.user.pk)
         data["username"] = token.user.get_username()
-    if token.resource:  # RFC 8707 audiences
-        data["aud"] = list(token.resource)
+    # RFC 7662 §2.2 `aud`: the resources the token was bound to (RFC 8707), else our API (the
+    # RFC 9728 `resource`), which accepts every token without a resource.
+    data["aud"] = list(token.resource) if token.resource else [api_resource_identifier()]
     return data
 
 

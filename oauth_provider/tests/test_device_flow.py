@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from datetime import timedelta
 from typing import Any
@@ -15,11 +17,13 @@ from oauth2_provider.models import get_access_token_model, get_device_grant_mode
 from accounts.models import User
 from accounts.tests.factories import UserFactory
 from oauth_provider.models import Application, Consent, TokenFamily
+from oauth_provider.tests.browser import id_token_claims
 from oauth_provider.tests.token_flows import (
     RegisteredClient,
     access_token_row,
     events,
     oauth_error,
+    refresh,
     registered_client,
     signed_in,
     token_request,
@@ -33,6 +37,12 @@ DEVICE_GRANT = Application.GRANT_DEVICE_CODE
 DEVICE_URL = "/o/device-authorization/"
 USER_CODE_URL = "/o/device/"
 SITE = "http://127.0.0.1:8000"
+
+
+def at_hash(access_token: str) -> str:
+    """OIDC Core §3.1.3.6: the left half of the SHA-256 of the access token, base64url."""
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
 
 def tv_app(**kwargs: Any) -> RegisteredClient:
@@ -134,7 +144,7 @@ def test_the_whole_device_dance() -> None:
     issued = poll(client, body["device_code"])
     assert issued.status_code == 200, issued.content
     tokens = issued.json()
-    assert set(tokens) == {"access_token", "refresh_token", "expires_in", "token_type", "scope"}
+    assert set(tokens) == {"access_token", "refresh_token", "id_token", "expires_in", "token_type", "scope"}
     assert (tokens["scope"], tokens["expires_in"]) == ("openid users:read", 600)
     assert access_token_row(tokens["access_token"]).user == user
     assert userinfo(tokens["access_token"]).status_code == 200
@@ -298,3 +308,42 @@ def test_user_codes_are_easy_to_type() -> None:
     assert all(re.fullmatch("[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}", code) for code in codes)
     assert user_code_normalise(" wdjb mjht ") == "WDJB-MJHT"
     assert user_code_normalise("wdjb-mjht") == "WDJB-MJHT"
+
+
+def approved_poll(client: RegisteredClient, user: User, scope: str) -> Any:
+    """Start, have `user` enter the code and allow, then poll once the interval has passed."""
+    body = start(client, scope=scope).json()
+    browser, _ = signed_in(user)
+    enter_code(browser, body["user_code"])
+    browser.post(f"/o/device-confirm/{client.client_id}/{body['user_code']}", {"action": "accept"})
+    wait_interval(body["device_code"])
+    return poll(client, body["device_code"])
+
+
+def test_a_device_granted_openid_gets_an_id_token_as_its_refresh_does() -> None:
+    """Issue 12 item 12: OIDC Core §3.1.3.3 for the device grant, as the refresh of the same grant
+    (§12.2) already gave."""
+    client = tv_app()
+    user = UserFactory.create()
+
+    issued = approved_poll(client, user, "openid users:read")
+
+    assert issued.status_code == 200, issued.content
+    tokens = issued.json()
+    assert set(tokens) == {"access_token", "refresh_token", "id_token", "expires_in", "token_type", "scope"}
+    claims = id_token_claims(tokens["id_token"], client.application)
+    assert (claims["iss"], claims["sub"]) == (SITE, str(user.pk))
+    assert claims["at_hash"] == at_hash(tokens["access_token"])
+    assert str(access_token_row(tokens["access_token"]).id_token.jti) == claims["jti"]
+    refreshed = refresh(client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.content
+    assert id_token_claims(refreshed.json()["id_token"], client.application)["sub"] == str(user.pk)
+
+
+def test_a_device_not_granted_openid_gets_no_id_token() -> None:
+    client = tv_app()
+
+    issued = approved_poll(client, UserFactory.create(), "users:read")
+
+    assert issued.status_code == 200, issued.content
+    assert set(issued.json()) == {"access_token", "refresh_token", "expires_in", "token_type", "scope"}

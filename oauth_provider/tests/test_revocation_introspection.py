@@ -21,12 +21,17 @@ from oauth_provider.tests.token_flows import (
     SCOPES,
     RegisteredClient,
     access_token_row,
+    authorize,
     basic_auth,
     events,
     oauth_error,
+    pkce,
+    redeem,
+    redirect_query,
     refresh,
     refresh_token_row,
     registered_client,
+    signed_in,
     tokens,
     userinfo,
 )
@@ -34,6 +39,7 @@ from oauth_provider.tests.token_flows import (
 pytestmark = pytest.mark.django_db
 
 ISSUER = "http://127.0.0.1:8000"
+FILES_API = "https://files.example.com/"
 
 
 def revoke(client: RegisteredClient, token: str, **extra: str) -> Any:
@@ -196,7 +202,26 @@ def test_a_resource_server_introspects_any_clients_access_token() -> None:
         "iss": ISSUER,
         "sub": str(user.pk),
         "username": user.username,
+        "aud": [ISSUER],  # the API, the resource a token without a `resource` is for
     }
+
+
+def test_introspection_names_the_audience_of_every_active_token() -> None:
+    """Issue 12 item 12: `aud` (RFC 7662 §2.2) is the RFC 8707 resource the token was bound to,
+    else our API (RFC 9728 `resource`, the site root), for access and refresh tokens alike."""
+    client = registered_client()
+    unbound = tokens(client)
+    browser, _ = signed_in()
+    challenge = pkce()
+    code = redirect_query(authorize(browser, client, challenge=challenge, resource=FILES_API))["code"]
+    bound = redeem(client, code, challenge).json()
+    server = resource_server()
+
+    assert introspect(server, unbound["access_token"]).json()["aud"] == [ISSUER]
+    assert introspect(server, unbound["refresh_token"]).json()["aud"] == [ISSUER]
+    assert introspect(server, bound["access_token"]).json()["aud"] == [FILES_API]
+    assert introspect(server, bound["refresh_token"]).json()["aud"] == [FILES_API]
+    assert Client().get("/.well-known/oauth-protected-resource").json()["resource"] == ISSUER
 
 
 def test_a_client_introspects_its_own_tokens_refresh_tokens_included() -> None:
