@@ -30,7 +30,7 @@ from accounts.models import User
 from accounts.selectors_mfa import authentication_records
 from accounts.services import device_session_refresh, device_session_start, user_create
 from accounts.tokens import DEVICE_SESSION_ID_KEY
-from accounts.validators import UsernameValidator
+from accounts.validators import UsernameValidator, email_address_canonical
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -38,6 +38,10 @@ class AccountAdapter(DefaultAccountAdapter):
         username = super().clean_username(username.lower(), shallow=shallow)
         UsernameValidator()(username)
         return username
+
+    def clean_email(self, email: str) -> str:
+        # One spelling per mailbox before allauth's uniqueness check: no look-alike second account.
+        return super().clean_email(email_address_canonical(email))
 
     def save_user(self, request: HttpRequest, user: Any, form: BaseForm, commit: bool = True) -> User:
         data = form.cleaned_data

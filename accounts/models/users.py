@@ -17,6 +17,7 @@ from accounts.validators import (
     USERNAME_PATTERN,
     UsernameValidator,
     display_name_matches_username,
+    email_address_canonical,
 )
 
 DESCRIPTION_MAX_LENGTH = 256
@@ -233,7 +234,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def clean(self) -> None:
         super().clean()
-        self.email = type(self).objects.normalize_email(self.email)
+        try:
+            self.email = email_address_canonical(self.email)
+        except ValidationError as error:
+            raise ValidationError({"email": error}) from None
         if not self.display_name:
             self.display_name = self.username
         username_is_valid = bool(re.fullmatch(USERNAME_PATTERN, self.username or ""))

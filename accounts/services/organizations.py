@@ -33,6 +33,7 @@ from accounts.emails import email_queue
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
 from accounts.policies import organization_roles_forget, policy_allows
 from accounts.selectors_organizations import InvitationState, invitation_state
+from accounts.validators import email_address_canonical
 from audit.services import audit_record
 
 INVITATION_TEMPLATE_PREFIX = "account/email/organization_invitation"
@@ -420,9 +421,11 @@ def invitation_create(
     """
     organization = _organization_lock(organization.pk)
     _require(actor, "accounts.manage_organization_members", organization)
-    invitation = Invitation(
-        organization=organization, email=email.strip().lower(), role=role, invited_by=actor
-    )
+    try:
+        email = email_address_canonical(email).lower()
+    except ValidationError as error:
+        raise ValidationError({"email": error}) from None
+    invitation = Invitation(organization=organization, email=email, role=role, invited_by=actor)
     token = _invitation_token_new(invitation)
     invitation.full_clean(validate_constraints=False)
     if role == OrganizationRole.OWNER:
