@@ -1,5 +1,5 @@
-"""allauth's headless MFA endpoints with our code check, the e-mailed fallback code, and the
-password change with the account lockout.
+"""allauth's headless MFA endpoints with our code check, the e-mailed fallback code, the password
+change with the account lockout, and the sign-up that costs the same for a taken address.
 
 allauth's headless views build their inputs from allauth's forms directly (MFA_FORMS only reaches
 its browser pages), so these subclasses swap in accounts.forms_mfa and are routed ahead of
@@ -14,8 +14,8 @@ from typing import Any
 
 from allauth.account.adapter import get_adapter as get_account_adapter
 from allauth.core import context
-from allauth.headless.account.inputs import ChangePasswordInput
-from allauth.headless.account.views import ChangePasswordView
+from allauth.headless.account.inputs import ChangePasswordInput, SignupInput
+from allauth.headless.account.views import ChangePasswordView, SignupView
 from allauth.headless.base.views import AuthenticationStageAPIView
 from allauth.headless.internal.restkit import inputs
 from allauth.headless.internal.restkit.response import APIResponse, ErrorResponse
@@ -32,6 +32,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import Throttled
 
+from accounts.forms_allauth import TakenAddressSignUpMixin
 from accounts.forms_mfa import (
     MFAActivateTOTPForm,
     MFAAuthenticateForm,
@@ -82,6 +83,14 @@ class LockoutChangePasswordInput(ChangePasswordInput):
 
 class ChangePasswordAPIView(ChangePasswordView):
     input_class = LockoutChangePasswordInput
+
+
+class TakenAddressSignupInput(TakenAddressSignUpMixin, SignupInput):
+    pass
+
+
+class SignupAPIView(SignupView):
+    input_class = {"POST": TakenAddressSignupInput}
 
 
 class MFAAuthenticateAPIView(AuthenticateView):

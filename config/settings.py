@@ -405,8 +405,12 @@ ACCOUNT_EMAIL_NOTIFICATIONS = True
 # (docs/decisions/0012-mfa-and-step-up.md).
 ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_REAUTHENTICATION_TIMEOUT = env.int("ACCOUNTS_STEP_UP_SECONDS", default=600)
-# A wrong current password on a password change counts toward the lockout (accounts.lockout).
-ACCOUNT_FORMS = {"change_password": "accounts.forms_password.ChangePasswordForm"}
+# A wrong current password on a password change counts toward the lockout (accounts.lockout); a
+# sign-up with a taken address costs what a new one does (no timing enumeration).
+ACCOUNT_FORMS = {
+    "change_password": "accounts.forms_allauth.ChangePasswordForm",
+    "signup": "accounts.forms_allauth.SignupForm",
+}
 HEADLESS_CLIENTS = ("app", "browser")
 HEADLESS_TOKEN_STRATEGY = "accounts.adapter.DeviceTokenStrategy"  # noqa: S105 - a class path
 HEADLESS_SERVE_SPECIFICATION = True

@@ -24,9 +24,9 @@ admin.site.index_title = "Users, clients and settings"
 # Staff sign in through the same pages as everyone (second factor, lockout, audit included).
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
 
-# allauth's headless second-factor endpoints with our code check and its password change with the
-# lockout (accounts/headless.py), routed ahead of allauth's own at the same paths, and the
-# e-mailed fallback code.
+# allauth's headless second-factor endpoints with our code check, its password change with the
+# lockout and its sign-up without a timing difference (accounts/headless.py), routed ahead of
+# allauth's own at the same paths, and the e-mailed fallback code.
 HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL name)
     ("auth/2fa/authenticate", account_headless.MFAAuthenticateAPIView, "mfa_authenticate"),
     ("auth/2fa/reauthenticate", account_headless.MFAReauthenticateAPIView, "mfa_reauthenticate"),
@@ -41,6 +41,8 @@ HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL
     ("auth/2fa/email-code", account_headless.EmailCodeRequestAPIView, "mfa_email_code"),
     # The password change, its current password counted toward the lockout.
     ("account/password/change", account_headless.ChangePasswordAPIView, "change_password"),
+    # The sign-up, as costly for a taken address as for a new one.
+    ("auth/signup", account_headless.SignupAPIView, "signup"),
 ]
 headless_mfa_urlpatterns = [
     path(

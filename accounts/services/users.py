@@ -10,11 +10,13 @@ from typing import Any
 from allauth.account.models import EmailAddress
 from allauth.usersessions.models import UserSession
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -23,6 +25,7 @@ from ua_parser import parse as ua_parse
 
 from accounts.emails import email_new_device_notice
 from accounts.exceptions import DeviceNotFound, RefreshTokenRejected
+from accounts.lockout import user_get_by_identifier
 from accounts.models import DeviceSession, User
 from accounts.selectors_mfa import amr_of, auth_time_of, authentication_records
 from accounts.tokens import REVOKED, SESSION_CLAIM, TokenPair, device_session_mark, token_pair_issue
@@ -80,6 +83,25 @@ def user_create(
 
     user_roles_initialise(user=user)
     return user
+
+
+@transaction.atomic
+def user_sign_up_with_taken_address(*, email: str, password: str, request: HttpRequest | None) -> None:
+    """Do a new account's expensive work for a sign-up whose address already has an account.
+
+    The caller answers it like any sign-up (enumeration prevention); one password hash with the
+    configured hasher, as `user_create` computes, and one audit row keep the two answers' timings
+    together. The event names the account only when it verified the address: its owner reads
+    that someone tried to sign up with it.
+    """
+    make_password(password or None)
+    audit_record(
+        action="accounts.user.sign_up_with_taken_address",
+        outcome=AuditEvent.Outcome.FAILURE,
+        target=user_get_by_identifier(email.strip().lower()),
+        request=request,
+        metadata={"email": email},
+    )
 
 
 @transaction.atomic
