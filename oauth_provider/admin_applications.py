@@ -28,7 +28,7 @@ from accounts.policies import policy_allows
 from audit.admin_changes import AuditedModelAdminMixin
 from config.admin_pages import RefusalsShownAdmin, admin_page
 from oauth_provider.models import Application, ClientRegistration
-from oauth_provider.registration_services import known_scopes
+from oauth_provider.registration_services import known_scopes, registration_default_scopes
 from oauth_provider.services import (
     UPDATABLE_FIELDS,
     IssuedClient,
@@ -65,7 +65,8 @@ class ApplicationForm(forms.ModelForm):
     allowed_scopes = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Scopes this client may request; none ticked means the server's default scopes.",
+        help_text="Scopes this client may request; none ticked means OAUTH_REGISTRATION_SCOPES, the "
+        "default a self-registered client gets.",
     )
     contacts = forms.CharField(
         required=False,
@@ -117,6 +118,7 @@ class ApplicationForm(forms.ModelForm):
         cast(forms.ChoiceField, self.fields["allowed_scopes"]).choices = [
             (scope, scope) for scope in known_scopes()
         ]
+        self.fields["allowed_scopes"].help_text += f" (now: {' '.join(registration_default_scopes())})"
         if "authorization_grant_type" in self.fields:
             cast(forms.ChoiceField, self.fields["authorization_grant_type"]).choices = GRANT_CHOICES
         instance = self.instance

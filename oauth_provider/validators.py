@@ -41,6 +41,7 @@ from oauth_provider.claims import ClaimsValidatorMixin
 from oauth_provider.hashers import ClientSecretHasher
 from oauth_provider.keys import id_token_verification_key, token_algorithm
 from oauth_provider.models import Application
+from oauth_provider.registration_services import registration_default_scopes
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,15 @@ def _locked(queryset: QuerySet[Any]) -> QuerySet[Any]:
 
 
 def client_allowed_scopes(client: Any) -> set[str]:
-    """The scopes `client` may ask for: its `allowed_scopes`, or the default scopes when empty."""
+    """The scopes `client` may ask for: its `allowed_scopes`, or when empty the default a client
+    registering itself gets (OAUTH_REGISTRATION_SCOPES).
+
+    Empty is read as that default when used, not written into the row: a client made by the
+    toolkit's `createapplication` or an admin form left blank can ask for what every OpenID
+    Connect library asks for (`openid profile email`), and follows the setting when it changes.
+    """
     allowed = set((getattr(client, "allowed_scopes", "") or "").split())
-    return allowed or set(oauth2_settings._DEFAULT_SCOPES)
+    return allowed or set(registration_default_scopes())
 
 
 class OAuth2Validator(ClaimsValidatorMixin, ToolkitOAuth2Validator):
@@ -159,7 +166,19 @@ class OAuth2Validator(ClaimsValidatorMixin, ToolkitOAuth2Validator):
         *args: Any,
         **kwargs: Any,
     ) -> bool:
-        """Known scopes the client is allowed (`Application.allowed_scopes`); never a permission."""
+        """Known scopes the client is allowed (`Application.allowed_scopes`); never a permission.
+
+        Scope values the server does not know are dropped from the request (OpenID Connect Core
+        §3.1.2.1: "SHOULD be ignored"), so what is granted, consented to and shown in the token's
+        `scope` is what remains; a request of unknown values only is one without `scope` (RFC 6749
+        §3.3: the default). Called for the authorization request, client credentials and the
+        device authorization request.
+        """
+        known = get_scopes_backend().get_all_scopes()
+        requested = [scope for scope in scopes if scope in known]
+        if len(requested) != len(scopes):
+            request.scopes = requested or list(self.get_default_scopes(client_id, request))
+            scopes = request.scopes
         if not super().validate_scopes(client_id, scopes, client, request, *args, **kwargs):
             return False
         return set(scopes) <= self._grantable_scopes(client, request)
@@ -297,6 +316,20 @@ class OAuth2Validator(ClaimsValidatorMixin, ToolkitOAuth2Validator):
         if token_algorithm(token) != "HS256":
             return None
         return super()._get_key_for_token(token)
+
+    def finalize_id_token(
+        self, id_token: dict[str, Any], token: dict[str, Any], token_handler: Any, request: OAuthlibRequest
+    ) -> str:
+        """Sign the ID token; a client saved without an algorithm signs with RS256, our key.
+
+        The toolkit's `createapplication` leaves `algorithm` empty unless told, and the toolkit then
+        fails to sign (a 500 at the token endpoint) as soon as `openid` is granted. Every client our
+        services create is RS256; an empty one is read as that default, in memory only.
+        """
+        client = request.client
+        if isinstance(client, Application) and client.algorithm == Application.NO_ALGORITHM:
+            client.algorithm = Application.RS256_ALGORITHM
+        return str(super().finalize_id_token(id_token, token, token_handler, request))
 
     def validate_jwt_bearer_token(self, token: str, scopes: list[str], request: OAuthlibRequest) -> bool:
         # An ID token says who signed in to the client; it is not an access token (OIDC Core §2).

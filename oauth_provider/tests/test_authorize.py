@@ -516,12 +516,13 @@ def test_a_tampered_client_id_in_the_consent_form_is_an_error_page(
 # --- other errors go back to the client ----------------------------------------------------------
 
 
-def test_an_unknown_scope_goes_back_with_invalid_scope(
+def test_a_scope_the_client_may_not_have_goes_back_with_invalid_scope(
     client: Client, alice: User, application: Application
 ) -> None:
+    """A known scope outside the client's; unknown ones are ignored (test_scopes.py)."""
     client.force_login(alice)
 
-    response = client.get(authorize_path(application, pkce(), scope="openid everything"))
+    response = client.get(authorize_path(application, pkce(), scope="openid users:write everything"))
 
     assert response.status_code == 302
     assert response["Location"].startswith(REDIRECT_URI + "?")

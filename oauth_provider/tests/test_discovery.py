@@ -182,7 +182,7 @@ def test_an_error_response_carries_the_issuer_too(user: User) -> None:
     issued = relying_party()
     response = browser.get(
         "/o/authorize/",
-        authorization_request(issued, challenge=pkce().challenge, scope="openid no-such-scope"),
+        authorization_request(issued, challenge=pkce().challenge, scope="openid organizations:write"),
     )
 
     assert response.status_code == 302

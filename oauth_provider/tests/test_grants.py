@@ -403,7 +403,7 @@ def test_client_credentials_gives_a_confidential_client_a_token_for_its_own_scop
     }
 
 
-@pytest.mark.parametrize("scope", ["users:write", "openid", "introspection", "users:read unknown"])
+@pytest.mark.parametrize("scope", ["users:write", "openid", "introspection", "users:write unknown"])
 def test_client_credentials_refuses_scopes_the_client_may_not_have(scope: str) -> None:
     client = registered_client(
         grant_type=Application.GRANT_CLIENT_CREDENTIALS, allowed_scopes="openid users:read introspection"
