@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from audit.models import AuditEvent, AuditEventQuerySet
+from audit.models import AuditChainCheckpoint, AuditEvent, AuditEventQuerySet, AuditVerification
 from audit.selectors import audit_event_search, audit_event_values
 
 COUNT_CAP = 10_000
@@ -113,6 +113,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "metadata",
         "previous_hash",
         "hash",
+        "key_id",
     )
     fields = readonly_fields
     paginator = CappedCountPaginator
@@ -137,3 +138,71 @@ class AuditEventAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
     ) -> tuple[QuerySet[AuditEvent], bool]:
         return audit_event_search(cast(AuditEventQuerySet, queryset), search_term), False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Evidence about the chain: staff read it; only the audit services write it."""
+
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+@admin.register(AuditVerification)
+class AuditVerificationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "verified_at",
+        "intact",
+        "full",
+        "source",
+        "checked",
+        "checked_to",
+        "broken_seq",
+        "reason",
+    )
+    list_filter = ("intact", "full", "source")
+    date_hierarchy = "verified_at"
+    show_full_result_count = False
+    readonly_fields = (
+        "verified_at",
+        "intact",
+        "full",
+        "source",
+        "requested_by",
+        "checked",
+        "checked_from",
+        "checked_to",
+        "checked_to_hash",
+        "broken_seq",
+        "broken_event_id",
+        "reason",
+        "anchor",
+        "head_seq",
+        "head_hash",
+        "head_key_id",
+    )
+    fields = readonly_fields
+
+
+@admin.register(AuditChainCheckpoint)
+class AuditChainCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "kind", "through_id", "deleted", "key_id")
+    list_filter = ("kind",)
+    readonly_fields = (
+        "created_at",
+        "kind",
+        "through_id",
+        "through_hash",
+        "deleted",
+        "key_id",
+        "mac",
+        "transaction_id",
+    )
+    fields = readonly_fields

@@ -23,6 +23,16 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     # Keep the audit trail within AUDIT_RETENTION_DAYS; batches keep each lock short.
     "audit-events-prune": {"task": "audit.events_prune", "schedule": crontab(minute=17, hour=3)},
+    # The audit chain's head in the log, outside the database: a cut tail shows against it.
+    "audit-chain-anchor": {"task": "audit.chain_anchor", "schedule": crontab(minute="*/5")},
+    # Verify the audit events written since the last run; a broken chain is logged at ERROR.
+    "audit-chain-verify-new": {"task": "audit.verification_create", "schedule": crontab(minute="2-59/5")},
+    # The whole chain, nightly, before retention prunes the oldest events (catches an old cut).
+    "audit-chain-verify-full": {
+        "task": "audit.verification_create",
+        "schedule": crontab(minute=47, hour=2),
+        "kwargs": {"full": True},
+    },
     # Erase accounts whose deletion grace period (ACCOUNT_DELETION_GRACE_DAYS) has ended.
     "accounts-users-purge-due": {"task": "accounts.users_purge_due", "schedule": crontab(minute=37, hour=3)},
     # Personal data exports are downloadable for DATA_EXPORT_LINK_HOURS; then their files go.

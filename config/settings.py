@@ -617,6 +617,14 @@ LOGGING = {
 
 # How long audit events are kept; a nightly job deletes older ones.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+# Keys of the audit chain's HMAC (docs/decisions/0007), comma-separated: the first MACs new events,
+# the others verify older ones. Kept out of the database, so that nobody with only database access
+# can rewrite the chain. Generated into DATA_DIR in the embedded default.
+AUDIT_CHAIN_KEYS = [key.strip() for key in env.list("AUDIT_CHAIN_KEYS", default=[]) if key.strip()]
+if not AUDIT_CHAIN_KEYS and DEBUG:
+    AUDIT_CHAIN_KEYS = [load_or_create_secret_key(DATA_DIR / "audit_chain_key")]
+# A file the anchor job also appends the chain's head to, every 5 minutes (empty: the log only).
+AUDIT_ANCHOR_FILE = env.str("AUDIT_ANCHOR_FILE", default="")
 
 # Days a device session (an app's signed-in JWT chain) is kept once revoked or expired; then a
 # daily job deletes it (the audit trail keeps its sign-in and revocation).

@@ -11,6 +11,7 @@ from config.keys import new_rsa_key
 
 os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(64))
 os.environ.setdefault("OIDC_RSA_PRIVATE_KEY", new_rsa_key())
+os.environ.setdefault("AUDIT_CHAIN_KEYS", secrets.token_urlsafe(48))
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("LOG_FORMAT", "text")

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from audit.models import AuditEvent
+from audit.chain import ChainLink
+from audit.models import AuditEvent, AuditVerification
 
 
 class AuditActorSerializer(serializers.Serializer[AuditEvent]):
@@ -48,6 +50,66 @@ class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
             "hash",
         )
         read_only_fields = fields
+
+
+class AuditVerificationCreateSerializer(serializers.Serializer[None]):
+    full = serializers.BooleanField(
+        default=False,
+        help_text="Walk the whole chain instead of the events since the last verification (slower).",
+    )
+    anchor = serializers.RegexField(
+        r"^[0-9]{1,19}:[0-9a-f]{64}$",
+        required=False,
+        help_text='The last anchor logged by the anchor job, "SEQ:MAC"; implies a full walk.',
+        error_messages={"invalid": 'Give an anchor as "SEQ:MAC" (64 lowercase hex digits).'},
+    )
+
+    def validate_anchor(self, value: str) -> ChainLink:
+        return ChainLink.parse(value)
+
+
+class AuditChainHeadSerializer(serializers.Serializer[AuditVerification]):
+    seq = serializers.IntegerField(source="head_seq", help_text="The newest event's chain position.")
+    mac = serializers.CharField(source="head_hash", help_text="Its MAC, as anchors record it.")
+    key_id = serializers.CharField(source="head_key_id", help_text="The chain key that MACed it.")
+
+
+class AuditVerificationSerializer(serializers.ModelSerializer[AuditVerification]):
+    # Chain positions are the events' primary keys, as anchors and `audit_verify` name them.
+    checked_from = serializers.IntegerField(allow_null=True, help_text="The first event checked.")
+    checked_to = serializers.IntegerField(allow_null=True, help_text="The last event found intact.")
+    broken_seq = serializers.IntegerField(allow_null=True, help_text="Where the chain broke.")
+    broken_event_id = serializers.UUIDField(
+        allow_null=True, help_text="The event that breaks the chain; null when it is missing."
+    )
+    anchor = serializers.SerializerMethodField()
+    head = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditVerification
+        fields = (
+            "intact",
+            "full",
+            "checked",
+            "checked_from",
+            "checked_to",
+            "broken_seq",
+            "broken_event_id",
+            "reason",
+            "anchor",
+            "head",
+            "verified_at",
+        )
+        read_only_fields = fields
+
+    def get_anchor(self, verification: AuditVerification) -> str | None:
+        return verification.anchor or None
+
+    @extend_schema_field(AuditChainHeadSerializer(allow_null=True))
+    def get_head(self, verification: AuditVerification) -> dict[str, Any] | None:
+        if verification.head_seq is None:
+            return None
+        return dict(AuditChainHeadSerializer(verification).data)
 
 
 # The export reads plain tuples (no model instances, no DRF fields): it streams millions of rows.

@@ -15,17 +15,20 @@ from rest_framework import exceptions, generics, mixins, pagination, permissions
 from rest_framework.decorators import action
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from audit.api.serializers import (
     CSV_HEADER,
     EXPORT_COLUMNS,
     AuditEventSerializer,
+    AuditVerificationCreateSerializer,
+    AuditVerificationSerializer,
     audit_event_csv_row,
     audit_event_json_line,
 )
 from audit.filters import AuditEventFilter
-from audit.models import AuditEvent, AuditEventQuerySet
-from audit.services import audit_record
+from audit.models import AuditEvent, AuditEventQuerySet, AuditVerification
+from audit.services import audit_record, audit_verification_create
 
 EXPORT_CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
 EXPORT_CHUNK_SIZE = 2000  # rows fetched per round trip, and written per chunk of the response
@@ -144,6 +147,33 @@ class AuditEventViewSet(
         filename = f"audit-events-{timezone.now():%Y%m%dT%H%M%SZ}.{export_format}"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+    @extend_schema(
+        summary="Verify the audit chain",
+        description=(
+            "Checks the keyed chain and records the result. By default only the events since the "
+            "last verification (the scheduled job runs every 5 minutes), from where it ended; with "
+            "`full`, the whole chain from its retained start; with `anchor` (the `SEQ:MAC` the anchor "
+            "job logged), also that the anchored event is still there with that MAC, which proves "
+            "no event up to it was removed. A full walk reads every event: expect about a second per "
+            "100,000. A broken chain answers 200 with `intact: false`, the first broken position "
+            "and the reason, and is logged at ERROR. An anchor whose event retention has pruned is a "
+            "400 (`anchor_pruned`)."
+        ),
+        request=AuditVerificationCreateSerializer,
+        responses={200: AuditVerificationSerializer},
+    )
+    @action(detail=False, methods=["post"], pagination_class=None, filter_backends=[])
+    def verify(self, request: Request) -> Response:
+        serializer = AuditVerificationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        verification = audit_verification_create(
+            source=AuditVerification.Source.STAFF,
+            full=serializer.validated_data["full"],
+            anchor=serializer.validated_data.get("anchor"),
+            requested_by=str(request.user.pk),
+        )
+        return Response(AuditVerificationSerializer(verification).data)
 
 
 class MyAuditEventListView(generics.ListAPIView[AuditEvent]):

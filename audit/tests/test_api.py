@@ -8,22 +8,26 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.test import RequestFactory
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from audit.models import AuditEvent
-from audit.services import audit_record
+from audit.models import AuditEvent, AuditVerification
+from audit.services import audit_events_prune, audit_record
+from audit.tests.tampering import tamper
 
 pytestmark = pytest.mark.django_db
 
 LIST_URL = "/api/v1/audit-events/"
 EXPORT_URL = "/api/v1/audit-events/export/"
 ME_URL = "/api/v1/users/me/audit-events/"
+VERIFY_URL = "/api/v1/audit-events/verify/"
 
 
 def record(
@@ -307,7 +311,13 @@ def test_cursor_pages_keep_the_filters(staff_client: APIClient, trail: dict[str,
 
 def test_page_size_is_capped_at_200(staff_client: APIClient) -> None:
     AuditEvent.objects.bulk_create(
-        AuditEvent(action="bulk.test", actor_type="system", previous_hash="0" * 64, hash=f"{n:064x}")
+        AuditEvent(
+            action="bulk.test",
+            actor_type="system",
+            previous_hash="0" * 64,
+            hash=f"{n:064x}",
+            key_id="0bad0bad",
+        )
         for n in range(201)
     )
 
@@ -630,3 +640,194 @@ def test_schema_documents_the_audit_endpoints(api_client: APIClient) -> None:
     assert set(export["responses"]["200"]["content"]) == {"text/csv", "application/jsonl"}
     assert "as" in {parameter["name"] for parameter in export["parameters"]}
     assert "/api/v1/users/me/audit-events/" in schema["paths"]
+
+
+def verified_at(verification: AuditVerification) -> str:
+    return verification.verified_at.isoformat().replace("+00:00", "Z")
+
+
+def test_staff_verify_the_chain_then_only_what_is_new(
+    staff_client: APIClient, staff_user: User, trail: dict[str, AuditEvent]
+) -> None:
+    oldest, newest = trail["alice_signs_in"], trail["system_prunes"]
+    head = {"seq": newest.pk, "mac": newest.hash, "key_id": newest.key_id}
+
+    response = staff_client.post(VERIFY_URL, {})
+
+    assert response.status_code == 200
+    first = AuditVerification.objects.get()
+    assert response.json() == {
+        "intact": True,
+        "full": True,
+        "checked": 5,
+        "checked_from": oldest.pk,
+        "checked_to": newest.pk,
+        "broken_seq": None,
+        "broken_event_id": None,
+        "reason": "",
+        "anchor": None,
+        "head": head,
+        "verified_at": verified_at(first),
+    }
+    assert (first.source, first.requested_by) == ("staff", str(staff_user.pk))
+    # Nothing new since: the next verification walks nothing and ends where this one did.
+    again = staff_client.post(VERIFY_URL, {})
+    assert again.status_code == 200
+    assert again.json() == {
+        "intact": True,
+        "full": False,
+        "checked": 0,
+        "checked_from": None,
+        "checked_to": newest.pk,
+        "broken_seq": None,
+        "broken_event_id": None,
+        "reason": "",
+        "anchor": None,
+        "head": head,
+        "verified_at": verified_at(AuditVerification.objects.order_by("-id")[0]),
+    }
+    assert AuditEvent.objects.count() == 5  # verifying records a verification, not an event
+
+
+def test_staff_see_where_and_why_the_chain_broke(
+    staff_client: APIClient, trail: dict[str, AuditEvent]
+) -> None:
+    tampered, newest = trail["bob_fails"], trail["system_prunes"]
+    tamper("UPDATE audit_auditevent SET ip_address = '192.0.2.1' WHERE id = %s", [tampered.pk])
+
+    response = staff_client.post(VERIFY_URL, {"full": True})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "intact": False,
+        "full": True,
+        "checked": 1,
+        "checked_from": trail["alice_signs_in"].pk,
+        "checked_to": trail["alice_signs_in"].pk,
+        "broken_seq": tampered.pk,
+        "broken_event_id": str(tampered.event_id),
+        "reason": "content does not match its MAC",
+        "anchor": None,
+        "head": {"seq": newest.pk, "mac": newest.hash, "key_id": newest.key_id},
+        "verified_at": verified_at(AuditVerification.objects.get()),
+    }
+
+
+def test_staff_verify_against_an_anchor(staff_client: APIClient, trail: dict[str, AuditEvent]) -> None:
+    anchored = trail["client_gets_token"]
+    anchor = f"{anchored.pk}:{anchored.hash}"
+    assert staff_client.post(VERIFY_URL, {"anchor": anchor}).json()["intact"] is True
+    tamper("DELETE FROM audit_auditevent WHERE id >= %s", [anchored.pk])
+
+    response = staff_client.post(VERIFY_URL, {"anchor": anchor})
+
+    assert response.status_code == 200
+    remaining = trail["alice_deactivates_bob"]
+    assert response.json() == {
+        "intact": False,
+        "full": True,
+        "checked": 3,
+        "checked_from": trail["alice_signs_in"].pk,
+        "checked_to": remaining.pk,
+        "broken_seq": anchored.pk,
+        "broken_event_id": None,
+        "reason": f"the anchored event is missing; the chain ends at #{remaining.pk}",
+        "anchor": anchor,
+        "head": {"seq": remaining.pk, "mac": remaining.hash, "key_id": remaining.key_id},
+        "verified_at": verified_at(AuditVerification.objects.order_by("-id")[0]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "detail"),
+    [
+        ({"anchor": "12"}, "invalid", 'Give an anchor as "SEQ:MAC" (64 lowercase hex digits).'),
+        ({"anchor": "12:" + "A" * 64}, "invalid", 'Give an anchor as "SEQ:MAC" (64 lowercase hex digits).'),
+        ({"full": "maybe"}, "invalid", "Must be a valid boolean."),
+    ],
+)
+def test_a_bad_verification_request_is_a_400(
+    staff_client: APIClient, body: dict[str, str], code: str, detail: str
+) -> None:
+    response = staff_client.post(VERIFY_URL, body)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "validation_error",
+        "errors": [{"code": code, "detail": detail, "attr": next(iter(body))}],
+    }
+    assert not AuditVerification.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_anchor_retention_has_pruned_is_a_400(staff_client: APIClient) -> None:
+    events = [audit_record(action=f"a.event_{number}") for number in range(3)]
+    tamper(
+        "UPDATE audit_auditevent SET occurred_at = %s WHERE id <= %s",
+        [timezone.now() - timedelta(days=400), events[1].pk],
+    )
+    audit_events_prune(older_than=timezone.now() - timedelta(days=365))
+
+    response = staff_client.post(VERIFY_URL, {"anchor": f"{events[0].pk}:{events[0].hash}"})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "validation_error",
+        "errors": [
+            {
+                "code": "anchor_pruned",
+                "detail": f"Event #{events[0].pk} was pruned (the chain now starts after #{events[1].pk}): "
+                "verify with a newer anchor.",
+                "attr": "anchor",
+            }
+        ],
+    }
+    assert not AuditVerification.objects.exists()
+
+
+def test_users_who_are_not_staff_cannot_verify_the_chain(user_client: APIClient) -> None:
+    response = user_client.post(VERIFY_URL, {"full": True})
+
+    assert response.status_code == 403
+    assert response.json() == {
+        "type": "client_error",
+        "errors": [
+            {
+                "code": "permission_denied",
+                "detail": "You do not have permission to perform this action.",
+                "attr": None,
+            }
+        ],
+    }
+    assert not AuditVerification.objects.exists()
+
+
+def test_anonymous_callers_cannot_verify_the_chain(api_client: APIClient) -> None:
+    response = api_client.post(VERIFY_URL, {})
+
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["code"] == "not_authenticated"
+    assert not AuditVerification.objects.exists()
+
+
+def test_schema_documents_the_verification_endpoint(api_client: APIClient) -> None:
+    schema = api_client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    operation = schema["paths"]["/api/v1/audit-events/verify/"]["post"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AuditVerification"
+    }
+    assert {"400", "401", "403"} <= set(operation["responses"])
+    assert set(schema["components"]["schemas"]["AuditVerification"]["properties"]) == {
+        "intact",
+        "full",
+        "checked",
+        "checked_from",
+        "checked_to",
+        "broken_seq",
+        "broken_event_id",
+        "reason",
+        "anchor",
+        "head",
+        "verified_at",
+    }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import threading
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,9 +13,11 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from accounts.tests.factories import UserFactory
+from audit.chain import audit_chain_verify, chain_keys, event_mac
 from audit.exceptions import AuditTrailIsAppendOnly
-from audit.models import AuditEvent
-from audit.services import audit_chain_verify, audit_events_prune, audit_record, event_hash
+from audit.models import AuditChainCheckpoint, AuditEvent
+from audit.services import audit_events_prune, audit_record
+from audit.tests.tampering import tamper
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +49,9 @@ def test_audit_record_keeps_who_what_whom_when_and_where() -> None:
     assert event.changes == {"is_active": [True, False]}
     assert event.metadata == {"reason": "spam"}
     assert event.previous_hash == AuditEvent.GENESIS_HASH
-    assert event.hash == event_hash(previous_hash=event.previous_hash, fields=event.chained_fields())
+    key = chain_keys().signing
+    assert event.key_id == key.key_id
+    assert event.hash == event_mac(key=key, previous_hash=event.previous_hash, fields=event.chained_fields())
 
 
 def test_anonymous_and_system_actors() -> None:
@@ -125,28 +128,21 @@ def test_the_database_refuses_to_change_or_delete_events(require_postgresql: Non
     assert list(AuditEvent.objects.values_list("action", flat=True)) == ["a.event"]
 
 
-def tamper(sql: str, params: list[Any]) -> None:
-    """Change a row behind the application's back, as someone with database access could."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER audit_event_append_only")
-        cursor.execute(sql, params)
-        if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER audit_event_append_only")
-
-
 def test_audit_verify_reports_the_first_tampered_event() -> None:
     events = [audit_record(action=f"a.event_{number}") for number in range(5)]
     output = io.StringIO()
     call_command("audit_verify", stdout=output)
-    assert output.getvalue().strip() == "Audit chain intact: 5 events verified."
+    assert output.getvalue().splitlines() == [
+        "Audit chain intact: 5 events verified.",
+        f"Head: {events[4].pk}:{events[4].hash} (key {chain_keys().signing.key_id}).",
+    ]
 
     tamper("UPDATE audit_auditevent SET target_label = %s WHERE id = %s", ["forged", events[2].pk])
 
     with pytest.raises(CommandError) as caught:
         call_command("audit_verify")
     assert f"broken at event {events[2].event_id}" in str(caught.value)
-    assert "content does not match its hash" in str(caught.value)
+    assert "content does not match its MAC" in str(caught.value)
     assert "2 events before it are intact" in str(caught.value)
 
 
@@ -157,7 +153,7 @@ def test_audit_verify_notices_a_removed_event() -> None:
 
     report = audit_chain_verify()
     assert report.broken_event == events[2]
-    assert report.reason == "does not follow the event before it"
+    assert report.reason == "it does not follow the event before it"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -186,7 +182,7 @@ def test_retention_prunes_old_events_and_keeps_the_rest_verifiable() -> None:
     recent = [audit_record(action=f"a.recent_{number}") for number in range(3)]
     cutoff = timezone.now()
     backdate = "UPDATE audit_auditevent SET occurred_at = %s WHERE id <= %s"
-    tamper(backdate, [cutoff - timedelta(days=400), old[-1].pk])  # history, not tampering: no re-hash needed
+    tamper(backdate, [cutoff - timedelta(days=400), old[-1].pk])  # history, not tampering: no re-MAC needed
 
     deleted = audit_events_prune(older_than=cutoff - timedelta(days=365), batch_size=2)
 
@@ -194,6 +190,63 @@ def test_retention_prunes_old_events_and_keeps_the_rest_verifiable() -> None:
     remaining = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
     assert remaining == [event.action for event in recent] + ["audit.events.pruned"]
     pruned = AuditEvent.objects.get(action="audit.events.pruned")
-    assert pruned.metadata["deleted"] == 5
-    assert audit_chain_verify().checked == 4  # anchored at the oldest remaining event
+    assert pruned.metadata == {
+        "deleted": 5,
+        "older_than": (cutoff - timedelta(days=365)).isoformat(),
+        "through_id": old[-1].pk,
+        "through_hash": old[-1].hash,
+    }
+    # One keyed checkpoint per batch, the last one at the boundary the remaining chain starts from.
+    checkpoints = list(
+        AuditChainCheckpoint.objects.order_by("id").values_list(
+            "kind", "through_id", "through_hash", "deleted"
+        )
+    )
+    assert checkpoints == [
+        ("pruned", old[1].pk, old[1].hash, 2),
+        ("pruned", old[3].pk, old[3].hash, 2),
+        ("pruned", old[4].pk, old[4].hash, 1),
+    ]
+    report = audit_chain_verify()
+    assert (report.is_intact, report.checked, report.first_seq) == (True, 4, recent[0].pk)
     assert audit_events_prune(older_than=cutoff - timedelta(days=365)) == 0
+    assert AuditChainCheckpoint.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retention_keeps_the_chain_a_prefix_when_times_are_out_of_order() -> None:
+    events = [audit_record(action=f"a.event_{number}") for number in range(4)]
+    # The second event's time was taken before it waited for the chain: it is younger than the third.
+    old = timezone.now() - timedelta(days=400)
+    tamper("UPDATE audit_auditevent SET occurred_at = %s WHERE id <> %s", [old, events[1].pk])
+
+    assert audit_events_prune(older_than=timezone.now() - timedelta(days=365)) == 1
+
+    assert list(AuditEvent.objects.order_by("id").values_list("id", flat=True))[:3] == [
+        events[1].pk,
+        events[2].pk,
+        events[3].pk,
+    ]
+    checkpoint = AuditChainCheckpoint.objects.get()
+    assert (checkpoint.through_id, checkpoint.through_hash) == (events[0].pk, events[1].previous_hash)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_event_after_everything_was_pruned_continues_from_the_checkpoint() -> None:
+    events = [audit_record(action=f"a.event_{number}") for number in range(3)]
+    tamper("UPDATE audit_auditevent SET occurred_at = %s", [timezone.now() - timedelta(days=400)])
+
+    assert audit_events_prune(older_than=timezone.now() - timedelta(days=365)) == 3
+
+    (pruned,) = AuditEvent.objects.all()
+    assert pruned.previous_hash == events[2].hash
+    assert audit_chain_verify().is_intact
+
+
+def test_retention_never_prunes_events_younger_than_a_day() -> None:
+    audit_record(action="a.event")
+
+    with pytest.raises(ValueError, match="younger than a day"):
+        audit_events_prune(older_than=timezone.now() - timedelta(hours=23))
+
+    assert AuditEvent.objects.count() == 1
