@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "config.sign_in_protection.SignInProtectionMiddleware",
+    "oauth_provider.rate_limits.OAuthRateLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -669,6 +670,25 @@ OAUTH_REFRESH_TOKEN_MAX_AGE_DAYS = env.int("OAUTH_REFRESH_TOKEN_MAX_AGE_DAYS", d
 OAUTH_DEVICE_CODE_EXPIRE_SECONDS = env.int("OAUTH_DEVICE_CODE_EXPIRE_SECONDS", default=600)
 # User codes a signed-in user may try on the device page (django-ratelimit syntax).
 RATELIMIT_DEVICE_USER_CODE = env.str("RATELIMIT_DEVICE_USER_CODE", default="10/m")
+# Rate limits of the endpoints clients call (oauth_provider.rate_limits; empty turns one off):
+# per IP, and per client the request names (Basic credentials or client_id). Per client counts
+# every user of a client together: raise it for a popular public client or a busy back end.
+RATELIMIT_OAUTH_TOKEN = env.str("RATELIMIT_OAUTH_TOKEN", default="300/m")
+RATELIMIT_OAUTH_TOKEN_PER_CLIENT = env.str("RATELIMIT_OAUTH_TOKEN_PER_CLIENT", default="600/m")
+RATELIMIT_OAUTH_REVOKE = env.str("RATELIMIT_OAUTH_REVOKE", default="300/m")
+RATELIMIT_OAUTH_REVOKE_PER_CLIENT = env.str("RATELIMIT_OAUTH_REVOKE_PER_CLIENT", default="600/m")
+# A resource server may introspect on every API request it serves (RFC 7662 §4 allows caching).
+RATELIMIT_OAUTH_INTROSPECT = env.str("RATELIMIT_OAUTH_INTROSPECT", default="1200/m")
+RATELIMIT_OAUTH_INTROSPECT_PER_CLIENT = env.str("RATELIMIT_OAUTH_INTROSPECT_PER_CLIENT", default="2400/m")
+# Each device authorization adds a live user code, and more live codes make guessing one easier.
+RATELIMIT_OAUTH_DEVICE_AUTHORIZATION = env.str("RATELIMIT_OAUTH_DEVICE_AUTHORIZATION", default="60/m")
+RATELIMIT_OAUTH_DEVICE_AUTHORIZATION_PER_CLIENT = env.str(
+    "RATELIMIT_OAUTH_DEVICE_AUTHORIZATION_PER_CLIENT", default="600/m"
+)
+# Dynamic client registration and client configuration (RFC 7591/7592), per IP.
+RATELIMIT_OAUTH_REGISTER = env.str("RATELIMIT_OAUTH_REGISTER", default="30/m")
+# User codes typed on the device page from one IP, whoever is signed in.
+RATELIMIT_DEVICE_USER_CODE_PER_IP = env.str("RATELIMIT_DEVICE_USER_CODE_PER_IP", default="30/m")
 # --- end of OAuth tokens ---
 
 # --- OAuth signing keys ---

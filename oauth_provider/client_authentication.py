@@ -13,18 +13,20 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
-from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest
+from django.core.exceptions import SuspiciousOperation
+from django.http import HttpRequest, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 
 # RFC 6749 §5.2: a failed client authentication is challenged with the scheme clients use (Basic,
 # RFC 7617), whichever way the client sent its credentials; Bearer is no client authentication.
 CLIENT_AUTHENTICATION_CHALLENGE = 'Basic realm="oauth"'
 
 
-def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
-    """The client ID and secret of the request's HTTP Basic credentials; None without readable ones.
+def basic_client_id(request: HttpRequest) -> str | None:
+    """The client ID of the request's HTTP Basic credentials; None without readable ones.
 
-    The scheme is case-insensitive (RFC 9110 §11.1); both parts are form-encoded (RFC 6749 §2.3.1).
+    The scheme is case-insensitive (RFC 9110 §11.1); the ID is form-encoded (RFC 6749 §2.3.1). The
+    secret is left where it is: checking it is the validator's job, with the database.
     """
     scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
     if scheme.lower() != "basic":
@@ -33,30 +35,28 @@ def basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    client_id, separator, secret = decoded.partition(":")
+    client_id, separator, _secret = decoded.partition(":")
     if not separator:
         return None
-    return unquote_plus(client_id), unquote_plus(secret)
+    return unquote_plus(client_id)
 
 
 def body_client_id(request: HttpRequest) -> str:
-    """The body's `client_id`; empty when there is none (or the body cannot be read as a form)."""
+    """The body's `client_id`; empty when there is none, or the body cannot be read as a form (the
+    view meets the same error and answers it)."""
     try:
         return str(request.POST.get("client_id", ""))
-    except RequestDataTooBig:
+    except (SuspiciousOperation, MultiPartParserError, UnreadablePostError):  # too big, too many fields…
         return ""
 
 
 def requested_client_id(request: HttpRequest) -> str:
     """The client the request says it comes from: its Basic credentials', else its body's."""
-    credentials = basic_credentials(request)
-    if credentials is not None and credentials[0]:
-        return credentials[0]
-    return body_client_id(request)
+    return basic_client_id(request) or body_client_id(request)
 
 
 def client_ids_disagree(request: HttpRequest) -> bool:
     """Whether the Basic credentials and the body's `client_id` name two different clients."""
-    credentials = basic_credentials(request)
-    named = body_client_id(request)
-    return credentials is not None and bool(named) and named != credentials[0]
+    from_basic = basic_client_id(request)
+    from_body = body_client_id(request)
+    return from_basic is not None and bool(from_body) and from_body != from_basic
