@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.sites",
+    # allauth's pages of signed-in sessions and security keys load its template filters.
+    "django.contrib.humanize",
     # third-party
     "rest_framework",
     "rest_framework_simplejwt",
@@ -89,8 +91,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.middleware.ClientIPMiddleware",
     "config.middleware.RequestIDMiddleware",
+    "config.middleware.JsonErrorBodyMiddleware",
     "config.middleware.HeadlessErrorShapeMiddleware",
     "config.middleware.OAuthErrorShapeMiddleware",
+    "config.middleware.RequestBodyGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.HealthCheckMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -112,6 +116,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+# Request bodies nesting arrays or objects deeper than this are refused (400 json_too_deep) before
+# any JSON parser, which recurses once per level, reads them (config.middleware.RequestBodyGuardMiddleware).
+REQUEST_JSON_MAX_DEPTH = 64
 CSRF_FAILURE_VIEW = "config.views.csrf_failure"
 WSGI_APPLICATION = "config.wsgi.application"
 SITE_ID = 1

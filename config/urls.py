@@ -120,6 +120,13 @@ urlpatterns = [
     ),
     path("accounts/", include("allauth.urls")),
     *headless_mfa_urlpatterns,
+    # allauth routes its phone-number endpoints whether or not phone numbers are used; here they
+    # are not (its adapter's get_phone raises NotImplementedError: a 500).
+    *(
+        path(f"_allauth/{client.value}/v1/{suffix}", views.api_not_found)
+        for client in Client
+        for suffix in ("account/phone", "auth/phone/verify", "auth/phone/verify/resend")
+    ),
     path("_allauth/", include("allauth.headless.urls")),
     path("api/v1/", include("config.api.urls")),
     re_path(r"^api/", views.api_not_found),

@@ -6,14 +6,24 @@ the API error handler produces; browsers get the project's HTML error pages.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from config.api.errors import RATE_LIMIT_RETRY_AFTER_SECONDS
+from config.api.errors import RATE_LIMIT_RETRY_AFTER_SECONDS, request_limit_error
 
 API_PATH_PREFIXES = ("/api/", "/o/", "/_allauth/", "/.well-known/", "/health/")
+# The codes of the statuses whose HTTP reason phrase is not the code the API uses for them.
+STATUS_CODES = {
+    401: "not_authenticated",
+    403: "permission_denied",
+    413: "request_too_large",
+    429: "throttled",
+}
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -22,6 +32,23 @@ def wants_json(request: HttpRequest) -> bool:
         return True
     accept = request.headers.get("Accept", "")
     return "json" in accept and "text/html" not in accept
+
+
+def status_error(status: int) -> tuple[str, str]:
+    """The code and detail of an error known only by its status (a third-party answer without body)."""
+    if status >= 500:
+        return "error", f"Server Error ({status})."
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        return "error", "Error."
+    return STATUS_CODES.get(status, phrase.lower().replace(" ", "_").replace("-", "_")), f"{phrase}."
+
+
+def error_body(*, status: int, code: str, detail: str) -> dict[str, Any]:
+    """The one error shape (docs/decisions/0004-errors-logs-and-edge.md) of a single error."""
+    error_type = "server_error" if status >= 500 else "client_error"
+    return {"type": error_type, "errors": [{"code": code, "detail": detail, "attr": None}]}
 
 
 def error_response(
@@ -33,9 +60,9 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> HttpResponse:
     if wants_json(request):
-        error_type = "server_error" if status >= 500 else "client_error"
-        body = {"type": error_type, "errors": [{"code": code, "detail": detail, "attr": None}]}
-        return JsonResponse(body, status=status, headers=headers)
+        return JsonResponse(
+            error_body(status=status, code=code, detail=detail), status=status, headers=headers
+        )
     response = render(request, "error.html", {"status": status, "detail": detail}, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -53,6 +80,11 @@ def api_not_found(request: HttpRequest) -> HttpResponse:
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    # Django answers a body over its limits (read lazily, by any view or middleware) through here.
+    limit_error = request_limit_error(exception)
+    if limit_error is not None:
+        status, code, detail = limit_error
+        return error_response(request, status=status, code=code, detail=detail)
     return error_response(request, status=400, code="bad_request", detail="Bad request.")
 
 

@@ -19,6 +19,7 @@ from accounts.api.serializers import (
     TokenPairSerializer,
     TokenRefreshSerializer,
 )
+from accounts.exceptions import DeviceNotFound
 from accounts.models import User
 from accounts.selectors import signed_in_device_list
 from accounts.services import (
@@ -83,7 +84,12 @@ class SignedInDeviceViewSet(viewsets.ViewSet):
 
     @extend_schema(responses={204: None})
     def destroy(self, request: Request, pk: str) -> Response:
-        signed_in_device_revoke(user=cast(User, request.user), device_id=uuid.UUID(pk))
+        try:
+            device_id = uuid.UUID(pk)
+        except ValueError:
+            # The route admits 36 of [0-9a-f-] (36 dashes too): not an ID is no such device.
+            raise DeviceNotFound("No such signed-in device.") from None
+        signed_in_device_revoke(user=cast(User, request.user), device_id=device_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=RevokedCountSerializer)

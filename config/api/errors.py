@@ -6,6 +6,7 @@ Shape: {"type": "validation_error" | "client_error" | "server_error",
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django_ratelimit.exceptions import Ratelimited
 from drf_standardized_errors.handler import ExceptionHandler
@@ -16,6 +17,23 @@ from rest_framework_simplejwt.exceptions import InvalidToken
 # django-ratelimit does not say how long a window has left; a client retrying after this
 # many seconds lands in a fresh window for every rate the project uses (per minute or finer).
 RATE_LIMIT_RETRY_AFTER_SECONDS = 60
+
+# Django's limits on what it reads of a request body (DATA_UPLOAD_MAX_MEMORY_SIZE and
+# DATA_UPLOAD_MAX_NUMBER_FIELDS/FILES), raised lazily wherever the body is first read: the status,
+# code and detail they are answered with, in DRF views (below) and everywhere else (handler400).
+REQUEST_LIMIT_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
+    RequestDataTooBig: (413, "request_too_large", "The request body is too large."),
+    TooManyFieldsSent: (400, "too_many_fields", "The request has too many fields."),
+    TooManyFilesSent: (400, "too_many_files", "The request has too many files."),
+}
+
+
+def request_limit_error(exc: Exception) -> tuple[int, str, str] | None:
+    """The (status, code, detail) answering a request-body limit Django raised, else None."""
+    for exception_class, answer in REQUEST_LIMIT_ERRORS.items():
+        if isinstance(exc, exception_class):
+            return answer
+    return None
 
 
 class ApiExceptionHandler(ExceptionHandler):
@@ -29,6 +47,12 @@ class ApiExceptionHandler(ExceptionHandler):
             )
             converted.auth_header = getattr(exc, "auth_header", None)  # type: ignore[attr-defined]
             return converted
+        limit_error = request_limit_error(exc)
+        if limit_error is not None:
+            status, code, detail = limit_error
+            refusal = exceptions.APIException(detail, code=code)
+            refusal.status_code = status
+            return refusal
         if isinstance(exc, DjangoValidationError):
             # Services raise Django's ValidationError; its codes and fields carry over.
             return exceptions.ValidationError(get_error_detail(exc))

@@ -21,6 +21,8 @@ from oauth_provider.api import MyApplicationDetailView, MyApplicationListView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
+# JSON only: no `users/me.json` twins of every route (the viewsets' actions take no `format`).
+router.include_format_suffixes = False
 router.register("users", UserViewSet, basename="user")
 router.register("sessions", SignedInDeviceViewSet, basename="session")
 router.register("audit-events", AuditEventViewSet, basename="audit-event")
