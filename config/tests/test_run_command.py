@@ -93,6 +93,18 @@ def test_run_serves_readiness_schema_and_landing_page(running_service: tuple[str
     assert 'href="/admin/"' in body
 
 
+def test_run_prints_the_discovery_url_where_discovery_answers(running_service: tuple[str, str]) -> None:
+    base, output = running_service
+    match = re.search(r"OIDC discovery\s+(\S+)", output)
+    assert match is not None, output
+
+    status, body = fetch(match.group(1))
+
+    assert match.group(1) == f"{base}/.well-known/openid-configuration"
+    assert status == 200
+    assert json.loads(body)["issuer"] == base
+
+
 def totp_now(secret: str, *, steps_from_now: int = 0) -> str:
     """The code an authenticator app shows for `secret` (RFC 6238: HMAC-SHA1, 30 s, 6 digits)."""
     key = base64.b32decode(secret, casefold=True)

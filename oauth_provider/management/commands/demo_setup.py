@@ -23,6 +23,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
+from django.urls import reverse
 
 from accounts.models import User
 from accounts.services import user_create, user_set_password
@@ -74,7 +75,8 @@ class Command(BaseCommand):
                     f"                  {totp_url}",
                     f"  OAuth client    client_id {DEMO_CLIENT_ID}   client_secret {secret}",
                     f"                  redirect_uri {options['redirect_uri']}",
-                    f"  OIDC discovery  {site}/o/.well-known/openid-configuration",
+                    # At the issuer, the site root (docs/decisions/0013), not under /o/.
+                    f"  OIDC discovery  {site}{reverse('oidc-configuration')}",
                     "",
                 ]
             )
