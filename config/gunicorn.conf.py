@@ -1,17 +1,20 @@
-"""Gunicorn settings, all overridable from the environment (HOST, PORT, WEB_CONCURRENCY, ...)."""
+"""Gunicorn settings, all overridable from the environment (HOST, PORT, WEB_CONCURRENCY, ...).
+
+An empty variable (`cp .env.example .env` leaves some) means its default, as in config/settings.py.
+"""
 
 import os
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
 # gthread: a few threads per process absorb slow clients without a process per connection;
 # see docs/decisions/0004-gunicorn-workers.md and bench/ for the measurement.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
+threads = int(os.environ.get("GUNICORN_THREADS") or "4")
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or "30")
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or "30")
 keepalive = 5
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS") or "5000")
 max_requests_jitter = 500
 # X-Forwarded-Proto is believed from the same proxies as X-Forwarded-For.
 forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "")

@@ -7,18 +7,20 @@ Variable names are listed, with comments, in `.env.example`.
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from config.keys import load_or_create_rsa_key, load_or_create_secret_key, secret_key_is_weak
+from config.environment import Environment
+from config.keys import configured_key_problems, load_or_create_rsa_key, load_or_create_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# An empty variable (`NAME=`, as `cp .env.example .env` leaves many) means its default.
+env = Environment()
 if (BASE_DIR / ".env").is_file():
     env.read_env(BASE_DIR / ".env")
 
@@ -36,11 +38,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=EMBEDDED_DEFAULT)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY and DEBUG:
     SECRET_KEY = load_or_create_secret_key(DATA_DIR / "secret_key")
-if not DEBUG and secret_key_is_weak(SECRET_KEY):
-    raise ImproperlyConfigured(
-        "DJANGO_SECRET_KEY is missing or weak: production mode (DJANGO_DEBUG=false) needs at least "
-        "50 random characters with at least 5 distinct ones, not starting with 'django-insecure-'."
-    )
+# Production mode checks it, with every other key, at the end of this module.
 SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
 
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
@@ -81,6 +79,7 @@ INSTALLED_APPS = [
     "allauth.usersessions",
     "oauth2_provider",
     # our apps
+    "config",  # its system checks (config/checks.py)
     "accounts",
     "oauth_provider",
     "files",
@@ -447,11 +446,8 @@ USERSESSIONS_TRACK_ACTIVITY = True
 # --- django-oauth-toolkit (OAuth 2.0 / OpenID Connect server) ---------------------------------
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth_provider.Application"
 OIDC_RSA_PRIVATE_KEY = env.str("OIDC_RSA_PRIVATE_KEY", default="").replace("\\n", "\n")
-if not OIDC_RSA_PRIVATE_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
-            "OIDC_RSA_PRIVATE_KEY is required in production mode: every web node must sign with the same key."
-        )
+if not OIDC_RSA_PRIVATE_KEY and DEBUG:
+    # Production mode requires it (every web node must sign with the same key): checked at the end.
     OIDC_RSA_PRIVATE_KEY = load_or_create_rsa_key(DATA_DIR / "oidc_rsa_private_key.pem")
 OAUTH2_PROVIDER = {
     "OAUTH2_VALIDATOR_CLASS": "oauth_provider.validators.OAuth2Validator",
@@ -702,3 +698,27 @@ RATELIMIT_DEVICE_USER_CODE_PER_IP = env.str("RATELIMIT_DEVICE_USER_CODE_PER_IP",
 # Seconds a web process may keep using its copy of the signing keys table: how long a rotation
 # (`manage.py oidc_keys`) takes to reach every worker. The JWKS lifetime is OIDC_JWKS_MAX_AGE_SECONDS.
 OAUTH_SIGNING_KEYS_REFRESH_SECONDS = env.int("OAUTH_SIGNING_KEYS_REFRESH_SECONDS", default=30)
+
+# --------------------------------------------------------------------------------------------
+# Production refusals (last: every key above is read by now). The same rules fail
+# `manage.py check --deploy` in any mode (config.checks, config.E001).
+# --------------------------------------------------------------------------------------------
+
+# collectstatic signs nothing: the image build runs it in production mode with stand-in keys.
+if not DEBUG and sys.argv[1:2] != ["collectstatic"]:
+    _key_problems = configured_key_problems(
+        secret_key=SECRET_KEY,
+        secret_key_fallbacks=SECRET_KEY_FALLBACKS,
+        jwt_signing_key=SIMPLE_JWT["SIGNING_KEY"],
+        oidc_rsa_private_key=OIDC_RSA_PRIVATE_KEY,
+        mfa_encryption_keys=MFA_ENCRYPTION_KEYS,
+        audit_chain_keys=globals().get("AUDIT_CHAIN_KEYS", []),
+    )
+    if _key_problems:
+        raise ImproperlyConfigured(
+            "Production mode (DJANGO_DEBUG=false) refuses to start: "
+            + "; ".join(_key_problems)
+            + ". Set each to a new random value, e.g. "
+            '`python -c "import secrets; print(secrets.token_urlsafe(64))"`, and OIDC_RSA_PRIVATE_KEY '
+            "to a PEM RSA key of at least 2048 bits (docs/operations.md)."
+        )

@@ -72,6 +72,7 @@ def production_environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
         "OIDC_RSA_PRIVATE_KEY": new_rsa_key(),
+        "AUDIT_CHAIN_KEYS": secrets.token_urlsafe(48),
         "SITE_URL": "https://id.example.com",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         "REDIS_URL": "redis://127.0.0.1:6379/15",
@@ -183,7 +184,7 @@ def test_production_refuses_a_missing_or_weak_secret_key(tmp_path: Path, secret_
     )
 
     assert completed.returncode != 0
-    assert "DJANGO_SECRET_KEY is missing or weak" in completed.stderr
+    assert "Production mode (DJANGO_DEBUG=false) refuses to start: DJANGO_SECRET_KEY is " in completed.stderr
     if secret_key:
         assert secret_key not in completed.stderr
 
@@ -192,7 +193,7 @@ def test_production_refuses_to_run_without_a_shared_signing_key(tmp_path: Path) 
     completed = run_python(DUMP_SETTINGS, production_environment(tmp_path, OIDC_RSA_PRIVATE_KEY=""), tmp_path)
 
     assert completed.returncode != 0
-    assert "OIDC_RSA_PRIVATE_KEY is required" in completed.stderr
+    assert "refuses to start: OIDC_RSA_PRIVATE_KEY is empty" in completed.stderr
 
 
 def test_check_deploy_reports_nothing_in_production_mode(tmp_path: Path) -> None:
@@ -239,3 +240,253 @@ def test_env_example_lists_every_variable_the_service_reads() -> None:
 
     assert len(read) > 30
     assert read - listed == set()
+
+
+# --- empty values, the example file, weak keys (issue 12, item 15) ------------------------------
+
+DUMP_ALL_SETTINGS = """
+import json, django
+from django.conf import settings
+django.setup()
+
+def canonical(value):  # sets in a stable order (string hashing differs between processes)
+    if isinstance(value, (set, frozenset)):
+        return "{" + ", ".join(sorted(canonical(item) for item in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{canonical(key)}: {canonical(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "[" + ", ".join(canonical(item) for item in value) + "]"
+    return repr(value)
+
+print(json.dumps({name: canonical(getattr(settings, name)) for name in dir(settings) if name.isupper()}))
+"""
+
+SIGN_A_JWT = """
+import django
+from django.conf import settings
+django.setup()
+from rest_framework_simplejwt.tokens import AccessToken
+token = AccessToken()
+token["sub"] = "someone"
+print(settings.SIMPLE_JWT["SIGNING_KEY"] == settings.SECRET_KEY, AccessToken(str(token))["sub"])
+"""
+
+
+def env_example() -> dict[str, str]:
+    """The assignments of .env.example, as `cp .env.example .env` would give them to the service."""
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    return dict(re.findall(r"^([A-Z0-9_]+)=(.*)$", text, re.MULTILINE))
+
+
+def run_manage(
+    arguments: list[str], environment: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "manage.py", *arguments],
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_empty_variable_means_its_default(tmp_path: Path) -> None:
+    """Every variable .env.example lists, set but empty, configures exactly what leaving it unset does."""
+    required = production_environment(tmp_path)
+    names = set(env_example()) - set(required)
+
+    unset = load_all_settings(required, tmp_path)
+    empty = load_all_settings({**required, **dict.fromkeys(names, "")}, tmp_path)
+
+    assert len(names) > 60
+    assert {name: value for name, value in empty.items() if unset.get(name) != value} == {}
+
+
+def load_all_settings(environment: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    completed = run_python(DUMP_ALL_SETTINGS, environment, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    loaded: dict[str, str] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_the_copied_example_file_refuses_to_start_until_its_keys_are_set(tmp_path: Path) -> None:
+    completed = run_python(DUMP_SETTINGS, env_example(), tmp_path)
+
+    assert completed.returncode != 0
+    assert "Production mode (DJANGO_DEBUG=false) refuses to start: " in completed.stderr
+    assert "DJANGO_SECRET_KEY is an example placeholder" in completed.stderr
+    assert "OIDC_RSA_PRIVATE_KEY is an example placeholder" in completed.stderr
+    assert "AUDIT_CHAIN_KEYS is empty" in completed.stderr
+
+
+def test_the_copied_example_file_with_its_keys_set_runs_on_the_defaults(tmp_path: Path) -> None:
+    """`cp .env.example .env`, then the keys it asks for: JWTs are signed, mail has a sender,
+    data stays in the data folder (every other empty value took its default)."""
+    environment = {
+        **env_example(),
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(64),
+        "OIDC_RSA_PRIVATE_KEY": new_rsa_key(),
+        "AUDIT_CHAIN_KEYS": secrets.token_urlsafe(48),
+    }
+
+    loaded = load_all_settings(environment, tmp_path)
+    signed = run_python(SIGN_A_JWT, environment, tmp_path)
+    deploy_check = run_manage(["check", "--deploy", "--fail-level", "WARNING"], environment, tmp_path)
+
+    assert (signed.returncode, signed.stdout.split()) == (0, ["True", "someone"]), signed.stderr
+    assert loaded["DEFAULT_FROM_EMAIL"] == repr("Identity <no-reply@id.example.com>")
+    assert loaded["MFA_TOTP_ISSUER"] == repr("id.example.com")
+    assert loaded["DATA_DIR"] == repr(PROJECT_ROOT / "var")
+    assert loaded["MEDIA_ROOT"] == repr(PROJECT_ROOT / "var" / "media")
+    assert loaded["STATIC_ROOT"] == repr(PROJECT_ROOT / "var" / "static")
+    assert loaded["DEBUG"] == "False"
+    assert deploy_check.returncode == 0, deploy_check.stderr
+    assert deploy_check.stdout.strip() == "System check identified no issues (0 silenced)."
+
+
+def pem_private_key(*, rsa_bits: int | None) -> str:
+    """A PEM private key: RSA of `rsa_bits`, or an elliptic-curve key when None."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    key = (
+        ec.generate_private_key(ec.SECP256R1())
+        if rsa_bits is None
+        else rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    )
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+STRONG = secrets.token_urlsafe(40)
+
+
+WEAK_KEYS = [
+    (
+        "DJANGO_SECRET_KEY",
+        "change-me-" + secrets.token_urlsafe(48),
+        "DJANGO_SECRET_KEY is an example placeholder",
+    ),
+    ("JWT_SIGNING_KEY", secrets.token_urlsafe(16), "JWT_SIGNING_KEY is shorter than 32 characters"),
+    (
+        "JWT_SIGNING_KEY",
+        "your-jwt-signing-key-goes-here-0123456789",
+        "JWT_SIGNING_KEY is an example placeholder",
+    ),
+    ("JWT_SIGNING_KEY", "a" * 40, "JWT_SIGNING_KEY is made of fewer than 5 distinct characters"),
+    ("MFA_ENCRYPTION_KEYS", f"{STRONG}, ", "MFA_ENCRYPTION_KEYS value 2 is empty"),
+    (
+        "MFA_ENCRYPTION_KEYS",
+        f"{STRONG},short-old-key",
+        "MFA_ENCRYPTION_KEYS value 2 is shorter than 32 characters",
+    ),
+    (
+        "AUDIT_CHAIN_KEYS",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "AUDIT_CHAIN_KEYS value 1 is an example placeholder",
+    ),
+    (
+        "DJANGO_SECRET_KEY_FALLBACKS",
+        "...",
+        "DJANGO_SECRET_KEY_FALLBACKS value 1 is an example placeholder",
+    ),
+    (
+        "OIDC_RSA_PRIVATE_KEY",
+        "-----BEGIN PRIVATE KEY-----\\nnot a key\\n-----END PRIVATE KEY-----",
+        "OIDC_RSA_PRIVATE_KEY is not a PEM private key without a password",
+    ),
+    (
+        "OIDC_RSA_PRIVATE_KEY",
+        pem_private_key(rsa_bits=1024),
+        "OIDC_RSA_PRIVATE_KEY is an RSA key shorter than 2048 bits",
+    ),
+    ("OIDC_RSA_PRIVATE_KEY", pem_private_key(rsa_bits=None), "OIDC_RSA_PRIVATE_KEY is not an RSA key"),
+    ("OIDC_RSA_PRIVATE_KEY", "", "OIDC_RSA_PRIVATE_KEY is empty"),
+    ("AUDIT_CHAIN_KEYS", " , ", "AUDIT_CHAIN_KEYS is empty"),
+]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "problem"), WEAK_KEYS, ids=[problem for _, _, problem in WEAK_KEYS]
+)
+def test_production_refuses_an_empty_short_or_example_key(
+    tmp_path: Path, variable: str, value: str, problem: str
+) -> None:
+    environment = production_environment(tmp_path, **{variable: value})
+
+    started = run_python(DUMP_SETTINGS, environment, tmp_path)
+    deploy_check = run_manage(["check", "--deploy"], environment, tmp_path)
+
+    for completed in (started, deploy_check):
+        assert completed.returncode != 0
+        assert f"refuses to start: {problem}." in completed.stderr
+        if len(value) >= 8:  # a key is never echoed
+            assert value not in completed.stderr
+
+
+def test_check_deploy_fails_on_a_weak_key_in_debug_mode_too(tmp_path: Path) -> None:
+    """Production mode refuses such keys before any check runs; with DJANGO_DEBUG still on,
+    the deploy check is where they show."""
+    value = "short-jwt-key"
+
+    completed = run_manage(
+        ["check", "--deploy"],
+        {"DATA_DIR": str(tmp_path / "data"), "DJANGO_DEBUG": "true", "JWT_SIGNING_KEY": value},
+        tmp_path,
+    )
+
+    assert completed.returncode != 0
+    assert "(config.E001) JWT_SIGNING_KEY is shorter than 32 characters." in completed.stderr
+    assert value not in completed.stderr
+
+
+def test_gunicorn_takes_its_defaults_for_empty_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+
+    for name in (
+        "HOST",
+        "PORT",
+        "WEB_CONCURRENCY",
+        "GUNICORN_THREADS",
+        "GUNICORN_TIMEOUT",
+        "GUNICORN_WORKER_CLASS",
+    ):
+        monkeypatch.setenv(name, "")
+
+    loaded = runpy.run_path(str(PROJECT_ROOT / "config" / "gunicorn.conf.py"))
+
+    assert (
+        loaded["bind"],
+        loaded["workers"],
+        loaded["threads"],
+        loaded["timeout"],
+        loaded["worker_class"],
+    ) == (
+        "127.0.0.1:8000",
+        2,
+        4,
+        30,
+        "gthread",
+    )
+
+
+def test_the_image_build_collects_static_files_with_stand_in_keys(tmp_path: Path) -> None:
+    """The Dockerfile runs collectstatic in production mode with stand-in keys (nothing is signed):
+    the one command the key rules let through. Anything else is refused with them."""
+    environment = {
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "build-only-not-secret-collectstatic-0000000000000000000000",
+        "OIDC_RSA_PRIVATE_KEY": "build-only-placeholder-not-a-key",
+        "DATA_DIR": str(tmp_path / "build"),
+    }
+
+    collected = run_manage(["collectstatic", "--noinput"], environment, tmp_path)
+    checked = run_manage(["check"], environment, tmp_path)
+
+    assert collected.returncode == 0, collected.stderr
+    assert (tmp_path / "build" / "static" / "staticfiles.json").is_file()
+    assert checked.returncode != 0
+    assert "refuses to start: OIDC_RSA_PRIVATE_KEY is an example placeholder" in checked.stderr
