@@ -27,7 +27,7 @@ admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-a
 # allauth's headless second-factor endpoints with our code check, its password change with the
 # lockout and its sign-up without a timing difference (accounts/headless.py), routed ahead of
 # allauth's own at the same paths, and the e-mailed fallback code.
-HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL name)
+HEADLESS_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL name)
     ("auth/2fa/authenticate", account_headless.MFAAuthenticateAPIView, "mfa_authenticate"),
     ("auth/2fa/reauthenticate", account_headless.MFAReauthenticateAPIView, "mfa_reauthenticate"),
     ("auth/webauthn/authenticate", account_headless.MFAAuthenticateWebAuthnAPIView, "webauthn_authenticate"),
@@ -44,50 +44,14 @@ HEADLESS_MFA_VIEWS: list[tuple[str, Any, str]] = [  # (path under v1/, view, URL
     # The sign-up, as costly for a taken address as for a new one.
     ("auth/signup", account_headless.SignupAPIView, "signup"),
 ]
-headless_mfa_urlpatterns = [
+headless_urlpatterns = [
     path(
         f"_allauth/{client.value}/v1/{suffix}",
         view.as_api_view(client=client),
         name=f"headless_{client.value}_{name}",
     )
     for client in Client
-    for suffix, view, name in HEADLESS_MFA_VIEWS
-]
-
-urlpatterns = [
-    pattern
-    for client in Client
-    for pattern in (
-        path(
-            f"_allauth/{client.value}/v1/auth/2fa/authenticate",
-            account_headless.MFAAuthenticateAPIView.as_api_view(client=client),
-        ),
-        path(
-            f"_allauth/{client.value}/v1/auth/2fa/reauthenticate",
-            account_headless.MFAReauthenticateAPIView.as_api_view(client=client),
-        ),
-        path(
-            f"_allauth/{client.value}/v1/auth/webauthn/authenticate",
-            account_headless.MFAAuthenticateWebAuthnAPIView.as_api_view(client=client),
-        ),
-        path(
-            f"_allauth/{client.value}/v1/auth/webauthn/reauthenticate",
-            account_headless.MFAReauthenticateWebAuthnAPIView.as_api_view(client=client),
-        ),
-        path(
-            f"_allauth/{client.value}/v1/auth/webauthn/login",
-            account_headless.MFALoginWebAuthnAPIView.as_api_view(client=client),
-        ),
-        path(
-            f"_allauth/{client.value}/v1/account/authenticators/totp",
-            account_headless.MFAManageTOTPAPIView.as_api_view(client=client),
-        ),
-        path(
-            f"_allauth/{client.value}/v1/auth/2fa/email-code",
-            account_headless.EmailCodeRequestAPIView.as_api_view(client=client),
-            name=f"headless_{client.value}_mfa_email_code",
-        ),
-    )
+    for suffix, view, name in HEADLESS_VIEWS
 ]
 
 urlpatterns = [
@@ -119,7 +83,7 @@ urlpatterns = [
         name="oauth_application_revoke",
     ),
     path("accounts/", include("allauth.urls")),
-    *headless_mfa_urlpatterns,
+    *headless_urlpatterns,
     # allauth routes its phone-number endpoints whether or not phone numbers are used; here they
     # are not (its adapter's get_phone raises NotImplementedError: a 500).
     *(
