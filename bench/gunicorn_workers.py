@@ -84,6 +84,7 @@ def server_environment(port: int, worker_class: str, workers: int, threads: int)
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         OIDC_RSA_PRIVATE_KEY=OIDC_KEY,
+        AUDIT_CHAIN_KEYS=secrets.token_urlsafe(32),
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         DJANGO_SECURE_SSL_REDIRECT="false",
         SITE_URL=f"http://127.0.0.1:{port}",
