@@ -77,8 +77,23 @@ class AboutUserFilter(admin.SimpleListFilter):
         return cast(AuditEventQuerySet, queryset).about_user(self.value())
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Audit rows and the evidence about their chain: staff read them; only the audit services write them."""
+
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = (
         "occurred_at",
         "action",
@@ -119,17 +134,6 @@ class AuditEventAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False  # no COUNT(*) of the whole table on every page
     show_facets = admin.ShowFacets.NEVER  # facet counts would be one COUNT per filter choice
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        # Staff with the view permission still open each event, read-only.
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
         return lookup in INDEXED_LOOKUPS
@@ -138,21 +142,6 @@ class AuditEventAdmin(admin.ModelAdmin):
         self, request: HttpRequest, queryset: QuerySet[AuditEvent], search_term: str
     ) -> tuple[QuerySet[AuditEvent], bool]:
         return audit_event_search(cast(AuditEventQuerySet, queryset), search_term), False
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Evidence about the chain: staff read it; only the audit services write it."""
-
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
 
 @admin.register(AuditVerification)

@@ -431,15 +431,20 @@ def change_password(kind: str, signed_in: Any, current: str) -> Any:
     )
 
 
+def signed_in_for_password_change(kind: str, member: User) -> Any:
+    """A browser session (the page) or the app's session token and JWTs (the headless API)."""
+    if kind == "page":
+        browser = Client()
+        browser.force_login(member)
+        return browser
+    return signed_in_meta(member)
+
+
 @pytest.mark.parametrize("kind", ["page", "app"])
 def test_wrong_current_passwords_on_a_password_change_are_audited_and_lock_the_account(kind: str) -> None:
     """Whoever holds a signed-in session must not guess its password through the change form."""
     member = verified_user()
-    if kind == "page":
-        signed_in: Any = Client()
-        signed_in.force_login(member)
-    else:
-        signed_in = signed_in_meta(member)
+    signed_in = signed_in_for_password_change(kind, member)
 
     for attempt in range(1, 5):
         response = change_password(kind, signed_in, WRONG_PASSWORD)
@@ -465,11 +470,7 @@ def test_wrong_current_passwords_on_a_password_change_are_audited_and_lock_the_a
 @pytest.mark.parametrize("kind", ["page", "app"])
 def test_the_right_current_password_changes_it_and_counts_no_failure(kind: str) -> None:
     member = verified_user()
-    if kind == "page":
-        signed_in: Any = Client()
-        signed_in.force_login(member)
-    else:
-        signed_in = signed_in_meta(member)
+    signed_in = signed_in_for_password_change(kind, member)
     change_password(kind, signed_in, WRONG_PASSWORD)
 
     response = change_password(kind, signed_in, DEFAULT_PASSWORD)
