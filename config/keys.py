@@ -31,7 +31,8 @@ PLACEHOLDER_MARKERS = (
     "placeholder",
     "your-",
     "your_",
-    "xxxx",
+    # Long enough that a random key never holds it by chance (a 4-letter run would, once in 10,000).
+    "xxxxxxxx",
     "...",
     "<",
 )
@@ -73,9 +74,10 @@ def secret_key_problem(value: str) -> str | None:
 
 def rsa_key_problem(pem: str) -> str | None:
     """Why `pem` cannot sign ID tokens: not a PEM RSA private key of at least 2048 bits."""
-    problem = key_problem(pem)
-    if problem in ("empty", "an example placeholder"):
-        return problem
+    if "-----BEGIN" not in pem:
+        # Not even PEM: say what it is (empty, or an example's placeholder) when that is the reason.
+        return key_problem(pem) or "not a PEM private key without a password"
+    # A PEM block's base64 body is random text: example markers would match it by chance.
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError):
