@@ -9,6 +9,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from config.context import request_id_var
+from config.outages import outage_dependency, outage_report
 
 REDACTED = "[REDACTED]"
 
@@ -88,3 +89,16 @@ class RedactSecretsFilter(logging.Filter):
                 continue
             setattr(record, name, REDACTED if _SENSITIVE_ATTRIBUTE.match(name) else _redact_value(value))
         return True
+
+
+class OutageFilter(logging.Filter):
+    """Turn the traceback logged for each request a dependency outage failed into the outage log:
+    one line per dependency and interval, with a count (config.outages)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        dependency = outage_dependency(error)
+        if dependency is None or error is None:
+            return True
+        outage_report(dependency, error)
+        return False

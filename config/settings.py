@@ -592,6 +592,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "config.logs.RequestIDFilter"},
         "redact": {"()": "config.logs.RedactSecretsFilter"},
+        "outages": {"()": "config.logs.OutageFilter"},
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
@@ -605,7 +606,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_id", "redact"],
+            "filters": ["outages", "request_id", "redact"],
         },
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -6,15 +6,23 @@ the API error handler produces; browsers get the project's HTML error pages.
 
 from __future__ import annotations
 
+import sys
 from http import HTTPStatus
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from config.api.errors import RATE_LIMIT_RETRY_AFTER_SECONDS, request_limit_error
+from config.api.errors import (
+    OUTAGE_DETAIL,
+    OUTAGE_RETRY_AFTER_SECONDS,
+    RATE_LIMIT_RETRY_AFTER_SECONDS,
+    request_limit_error,
+)
+from config.outages import outage_dependency
 
 API_PATH_PREFIXES = ("/api/", "/o/", "/_allauth/", "/.well-known/", "/health/")
 # The codes of the statuses whose HTTP reason phrase is not the code the API uses for them.
@@ -99,7 +107,17 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    return error_response(request, status=500, code="error", detail="Server Error (500).")
+    # Django calls this while handling the exception: a dependency outage is a 503 to retry.
+    if outage_dependency(sys.exc_info()[1]) is None:
+        return error_response(request, status=500, code="error", detail="Server Error (500).")
+    headers = {"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)}
+    if wants_json(request):
+        return error_response(
+            request, status=503, code="service_unavailable", detail=OUTAGE_DETAIL, headers=headers
+        )
+    # Without the request: its context (the signed-in user) would need the database that is down.
+    page = render_to_string("error.html", {"status": 503, "detail": OUTAGE_DETAIL})
+    return HttpResponse(page, status=503, headers=headers)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

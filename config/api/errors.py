@@ -12,7 +12,10 @@ from django_ratelimit.exceptions import Ratelimited
 from drf_standardized_errors.handler import ExceptionHandler
 from rest_framework import exceptions
 from rest_framework.fields import get_error_detail
+from rest_framework.response import Response
 from rest_framework_simplejwt.exceptions import InvalidToken
+
+from config.outages import outage_dependency, outage_report
 
 # django-ratelimit does not say how long a window has left; a client retrying after this
 # many seconds lands in a fresh window for every rate the project uses (per minute or finer).
@@ -26,6 +29,19 @@ REQUEST_LIMIT_ERRORS: dict[type[Exception], tuple[int, str, str]] = {
     TooManyFieldsSent: (400, "too_many_fields", "The request has too many fields."),
     TooManyFilesSent: (400, "too_many_files", "The request has too many files."),
 }
+
+
+# A dependency that stopped answering (PostgreSQL restarting, a failover): clients retry after this.
+OUTAGE_RETRY_AFTER_SECONDS = 5
+OUTAGE_DETAIL = "The service is briefly unavailable. Retry later."
+
+
+def outage_refusal() -> exceptions.APIException:
+    """503 `service_unavailable` with Retry-After: a dependency is down, the request may be retried."""
+    refusal = exceptions.APIException(OUTAGE_DETAIL, code="service_unavailable")
+    refusal.status_code = 503
+    refusal.wait = OUTAGE_RETRY_AFTER_SECONDS  # type: ignore[attr-defined]  # DRF's Retry-After
+    return refusal
 
 
 def request_limit_error(exc: Exception) -> tuple[int, str, str] | None:
@@ -53,7 +69,17 @@ class ApiExceptionHandler(ExceptionHandler):
             refusal = exceptions.APIException(detail, code=code)
             refusal.status_code = status
             return refusal
+        if outage_dependency(exc) is not None:
+            return outage_refusal()
         if isinstance(exc, DjangoValidationError):
             # Services raise Django's ValidationError; its codes and fields carry over.
             return exceptions.ValidationError(get_error_detail(exc))
         return super().convert_known_exceptions(exc)
+
+    def report_exception(self, exc: exceptions.APIException, response: Response) -> None:
+        dependency = outage_dependency(self.exc)
+        if dependency is not None:
+            # One line per interval for the whole outage, not a traceback per request.
+            outage_report(dependency, self.exc)
+            return
+        super().report_exception(exc, response)

@@ -1,0 +1,98 @@
+"""The service under real dependency failures (issue 13): its own Redis and PostgreSQL, started
+by these tests, stopped, hung (SIGSTOP) and restarted under a small bounded load; the service in
+production mode (gunicorn, 2 workers of 4 threads), as operators run it. Never a mocked exception.
+
+Slow by nature (each scenario is seconds of real outage): one module-scoped service is shared by
+the scenarios, each leaving its dependencies running again."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from config.tests.faults import Answer, Load, PostgresServer, RedisServer, Service, scratch_folder
+
+pytestmark = pytest.mark.faults
+
+PASSWORD = "a-Long-enough-pass-8812"
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Service]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is needed for the fault tests (CI installs it)")
+    folder = scratch_folder("faults-")
+    redis = RedisServer(folder).start()
+    postgres = PostgresServer(folder).start()
+    # The load is one very busy user on one address: the rate limits are not under test here.
+    running = Service(
+        folder,
+        redis=redis,
+        postgres=postgres,
+        environment={"API_THROTTLE_USER": "1000000/minute", "RATELIMIT_SIGNIN": "10000/m"},
+    )
+    try:
+        running.start()
+        running.create_user("faulty", PASSWORD)
+        yield running
+    finally:
+        running.stop()
+        redis.stop()
+        postgres.destroy()
+
+
+def assert_error_shape(answer: Answer, *, status: int, code: str) -> None:
+    assert answer.status == status, (answer.status, answer.body[:500], answer.error)
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["type"] == ("server_error" if status >= 500 else "client_error")
+    assert [error["code"] for error in body["errors"]] == [code]
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+def test_a_postgresql_outage_is_a_503_with_retry_after_and_recovers_at_once(service: Service) -> None:
+    meta = service.sign_in("faulty", PASSWORD)
+    me = {"Authorization": f"Bearer {meta['access_token']}"}
+
+    def read_me() -> Answer:
+        return service.request("GET", "/api/v1/users/me/", headers=me, timeout=10)
+
+    log_before = len(service.log("web"))
+    with Load(read_me, concurrency=4) as load:
+        time.sleep(0.5)
+        with service.postgres.stopped():
+            load.take()
+            time.sleep(2)
+            during = load.take()
+            ready = service.request("GET", "/health/ready", timeout=5)
+            live = service.request("GET", "/health/live", timeout=5)
+            sign_in = service.request(
+                "POST", "/_allauth/app/v1/auth/login", body={"username": "faulty", "password": PASSWORD}
+            )
+        time.sleep(1.5)
+        load.take()
+        time.sleep(1)
+        after = load.take()
+
+    assert during, "no request was answered during the outage"
+    statuses = {answer.status for answer in during}
+    # Reads the cache can serve still succeed; nothing is a 500.
+    assert statuses <= {200, 503}, statuses
+    for answer in (a for a in during if a.status == 503):
+        assert_error_shape(answer, status=503, code="service_unavailable")
+        assert int(answer.headers["retry-after"]) >= 1
+    assert_error_shape(sign_in, status=503, code="service_unavailable")
+    assert (ready.status, ready.json()["failed"]) == (503, ["database"])
+    assert live.status == 200
+    assert after
+    assert {answer.status for answer in after} == {200}
+    # One line per worker process and interval, not a traceback per failed request (finding 8).
+    log = service.log("web")[log_before:]
+    outage_lines = [line for line in log.splitlines() if "database unavailable" in line]
+    assert 1 <= len(outage_lines) <= 2, log[-3000:]
+    assert "Traceback" not in log
