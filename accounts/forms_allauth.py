@@ -9,6 +9,8 @@ from allauth.account.adapter import get_adapter
 from allauth.account.forms import ChangePasswordForm as AllauthChangePasswordForm
 from allauth.account.forms import SignupForm as AllauthSignupForm
 from allauth.core import context
+from django.core.exceptions import ValidationError
+from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse
 
 from accounts.lockout import lockout_check_current_password
@@ -38,6 +40,18 @@ class TakenAddressSignUpMixin:
 
 class SignupForm(TakenAddressSignUpMixin, AllauthSignupForm):
     pass
+
+
+def sign_up_conflict_refused(form: BaseForm, error: ValidationError) -> bool:
+    """Put on the form a username another sign-up took between the form's check and the insert.
+
+    Worded as allauth's own check words a taken username, so a sign-up that loses the race gets
+    exactly the answer of one that came second. False for any other error (re-raised by the caller).
+    """
+    if "username" not in getattr(error, "error_dict", {}):
+        return False
+    form.add_error("username", get_adapter().validation_error("username_taken"))
+    return True
 
 
 class ChangePasswordForm(AllauthChangePasswordForm):

@@ -32,7 +32,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import Throttled
 
-from accounts.forms_allauth import TakenAddressSignUpMixin
+from accounts.forms_allauth import TakenAddressSignUpMixin, sign_up_conflict_refused
 from accounts.forms_mfa import (
     MFAActivateTOTPForm,
     MFAAuthenticateForm,
@@ -91,6 +91,15 @@ class TakenAddressSignupInput(TakenAddressSignUpMixin, SignupInput):
 
 class SignupAPIView(SignupView):
     input_class = {"POST": TakenAddressSignupInput}
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError as error:
+            # A concurrent sign-up took the username after this one's input was checked.
+            if not sign_up_conflict_refused(self.input, error):
+                raise
+            return ErrorResponse(request, input=self.input)
 
 
 class MFAAuthenticateAPIView(AuthenticateView):

@@ -72,6 +72,8 @@ urlpatterns = [
     # allauth's sign-in page filled from an authorization request's login_hint, and the
     # applications the user authorized (oauth_provider/views_authorize.py, views_applications.py).
     path("accounts/login/", oauth_authorize_views.LoginHintLoginView.as_view()),
+    # allauth's sign-up page, a username lost to a concurrent sign-up answered as a taken one.
+    path("accounts/signup/", account_views.SignupPageView.as_view()),
     path(
         "accounts/applications/",
         oauth_application_views.authorized_applications_page,
