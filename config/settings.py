@@ -151,6 +151,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # libpq waits for ever for a server that accepts the connection but never answers (hung, or
+    # a host gone behind a half-open route): new connections give up after this many seconds, and
+    # the request is a 503 (config/outages.py) instead of a thread held until the server returns.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
+        "DATABASE_CONNECT_TIMEOUT", default=3
+    )
     if not env.bool("DATABASE_JIT", default=False):
         # PostgreSQL's JIT spends 100-200 ms compiling the plan of a deep page of short OLTP queries
         # (bench/users_list.py). Behind a pooler that refuses startup options, set

@@ -32,7 +32,13 @@ def service() -> Iterator[Service]:
         folder,
         redis=redis,
         postgres=postgres,
-        environment={"API_THROTTLE_USER": "1000000/minute", "RATELIMIT_SIGNIN": "10000/m"},
+        environment={
+            "API_THROTTLE_USER": "1000000/minute",
+            "RATELIMIT_SIGNIN": "10000/m",
+            # A connection per request (as behind a transaction pooler): each request of the hung
+            # PostgreSQL scenario opens one, so the connect timeout is what it meets.
+            "DATABASE_CONN_MAX_AGE": "0",
+        },
     )
     try:
         running.start()
@@ -96,3 +102,26 @@ def test_a_postgresql_outage_is_a_503_with_retry_after_and_recovers_at_once(serv
     outage_lines = [line for line in log.splitlines() if "database unavailable" in line]
     assert 1 <= len(outage_lines) <= 2, log[-3000:]
     assert "Traceback" not in log
+
+
+def test_a_hung_postgresql_fails_new_connections_within_the_connect_timeout(service: Service) -> None:
+    """A server that accepts connections and never answers (SIGSTOP): libpq would wait for ever.
+    Requests that need a new connection get a 503 after DATABASE_CONNECT_TIMEOUT (3 s); the web
+    process itself keeps answering its liveness probe. (A request already holding a pooled
+    connection waits for the server: docs/operations.md.)"""
+    with service.postgres.hung():
+        live = service.request("GET", "/health/live", timeout=5)
+        sign_in = service.request(
+            "POST",
+            "/_allauth/app/v1/auth/login",
+            body={"username": "faulty", "password": PASSWORD},
+            timeout=30,
+        )
+    after = service.request(
+        "POST", "/_allauth/app/v1/auth/login", body={"username": "faulty", "password": PASSWORD}
+    )
+
+    assert (live.status, live.seconds < 1) == (200, True)
+    assert_error_shape(sign_in, status=503, code="service_unavailable")
+    assert sign_in.seconds < 10
+    assert after.status == 200
