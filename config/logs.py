@@ -91,14 +91,29 @@ class RedactSecretsFilter(logging.Filter):
         return True
 
 
+# Django's per-request error log: "Internal Server Error: /path" with the traceback.
+REQUEST_LOGGERS = frozenset({"django.request", "django.server"})
+
+
 class OutageFilter(logging.Filter):
-    """Turn the traceback logged for each request a dependency outage failed into the outage log:
-    one line per dependency and interval, with a count (config.outages)."""
+    """While a dependency is down, no traceback per failure.
+
+    The record Django logs for each request an outage failed becomes the outage log: one line per
+    dependency and interval, with a count (config.outages). Any other record about an outage error
+    keeps its message (it says what was not done, e.g. which e-mail was not queued) and loses only
+    its traceback.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         dependency = outage_dependency(error)
         if dependency is None or error is None:
             return True
-        outage_report(dependency, error)
-        return False
+        if record.name in REQUEST_LOGGERS:
+            outage_report(dependency, error)
+            return False
+        record.msg = f"{record.getMessage()} ({type(error).__name__}: {str(error).strip()[:300]})"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        return True

@@ -143,3 +143,32 @@ def test_a_failed_admin_sign_in_logs_no_password(client: Client, log_capture: Lo
         assert secret_value not in log_capture.output
     for typed_code in (wrong_code, code):  # not as part of a longer number (a duration, say)
         assert re.search(rf"(?<!\d){typed_code}(?!\d)", log_capture.output) is None
+
+
+def test_an_outage_is_one_line_per_interval_and_other_records_keep_their_message(
+    log_capture: LogCapture,
+) -> None:
+    """Finding 8 of issue 13: Django's per-request record of a failure the outage caused becomes
+    one line per dependency and interval, with a count; a record of our own about an outage error
+    keeps its message (what was not done) and loses only the traceback."""
+    from kombu.exceptions import OperationalError as BrokerOperationalError
+
+    from config.outages import outage_log
+
+    outage_log.reset()
+    error = BrokerOperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    for _ in range(5):
+        try:
+            raise error
+        except BrokerOperationalError:
+            logging.getLogger("django.request").exception("Internal Server Error: /api/v1/users/me/")
+            logging.getLogger("accounts.emails").exception("E-mail %s not queued", "abc123")
+
+    lines = log_capture.output.splitlines()
+    outage_lines = [line for line in lines if "config.outages" in line]
+    assert len(outage_lines) == 1
+    assert "broker unavailable: OperationalError: Error 111 connecting" in outage_lines[0]
+    assert sum("E-mail abc123 not queued (OperationalError: Error 111" in line for line in lines) == 5
+    assert "Traceback" not in log_capture.output
+    assert "Internal Server Error" not in log_capture.output
+    outage_log.reset()
