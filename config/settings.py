@@ -640,6 +640,12 @@ AUDIT_ANCHOR_FILE = env.str("AUDIT_ANCHOR_FILE", default="")
 # Days a device session (an app's signed-in JWT chain) is kept once revoked or expired; then a
 # daily job deletes it (the audit trail keeps its sign-in and revocation).
 ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS = env.int("ACCOUNTS_DEVICE_SESSION_RETENTION_DAYS", default=90)
+# Seconds the cache's word that a device session is active, or what a user's roles, flags and
+# second factors are, is believed before the database is asked again: the longest a revocation,
+# deactivation or role change whose cache invalidation was lost (Redis stopped, hung or restored
+# from a snapshot) can go unnoticed. Costs one query per device session per period
+# (docs/decisions/0005-device-sessions-and-jwt.md).
+ACCOUNTS_AUTH_CACHE_SECONDS = env.int("ACCOUNTS_AUTH_CACHE_SECONDS", default=30)
 
 # Days an account asking for deletion can be restored before a daily job erases it.
 ACCOUNT_DELETION_GRACE_DAYS = env.int("ACCOUNT_DELETION_GRACE_DAYS", default=14)

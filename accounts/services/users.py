@@ -28,7 +28,7 @@ from accounts.exceptions import DeviceNotFound, RefreshTokenRejected
 from accounts.lockout import user_get_by_identifier
 from accounts.models import DeviceSession, User
 from accounts.selectors_mfa import amr_of, auth_time_of, authentication_records
-from accounts.tokens import REVOKED, SESSION_CLAIM, TokenPair, device_session_mark, token_pair_issue
+from accounts.tokens import SESSION_CLAIM, TokenPair, device_session_mark_revoked, token_pair_issue
 from audit.models import AuditEvent
 from audit.services import audit_record
 from config.batches import delete_in_batches
@@ -306,7 +306,7 @@ def device_session_revoke(*, session: DeviceSession, reason: str) -> DeviceSessi
             target=session,
             metadata={"reason": reason, "user_id": str(session.user_id), "device": session.label},
         )
-    transaction.on_commit(lambda: device_session_mark(session_id=session.id, state=REVOKED))
+    transaction.on_commit(lambda: device_session_mark_revoked(session_id=session.id))
     return session
 
 
