@@ -22,3 +22,11 @@ accesslog = "-"
 errorlog = "-"
 # The path without its query string (which may carry codes or tokens); no Referer for the same reason.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+# gunicorn's control socket (for `gunicornc`) defaults to $XDG_RUNTIME_DIR/gunicorn.ctl or
+# $HOME/.gunicorn/gunicorn.ctl: one path for every instance a user runs on a host, each one started
+# taking it over from the last and each one stopped deleting it (issue 13). None unless
+# GUNICORN_CONTROL_SOCKET names this instance's own (owner-only, mode 0600).
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or ""
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket

@@ -1,10 +1,16 @@
-"""Liveness and readiness probes for load balancers and orchestrators."""
+"""Liveness and readiness probes for load balancers and orchestrators.
+
+Liveness touches no dependency. Readiness checks each dependency within a bound a probe can wait
+for (docs/decisions/0004): the cache and the broker fail within REDIS_TIMEOUT each (the cache at once
+while its circuit is open, config/cache.py); a failure goes to the outage log (one line per
+dependency and interval, config.outages), not a line per probe.
+"""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -12,11 +18,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
+from config.outages import BROKER, CACHE, DATABASE, outage_report
 from config.views import error_response
-
-logger = logging.getLogger(__name__)
-
-BROKER_TIMEOUT_SECONDS = 2
 
 
 def check_database() -> str:
@@ -28,10 +31,13 @@ def check_database() -> str:
 
 def check_cache() -> str:
     key = f"health:{uuid.uuid4().hex}"
-    cache.set(key, "1", timeout=5)
-    if cache.get(key) != "1":
+    # django-redis answers a miss when Redis fails (DJANGO_REDIS_IGNORE_EXCEPTIONS); its client
+    # raises instead, so the first failed call ends the check rather than each waiting its timeout.
+    store: Any = getattr(cache, "client", cache)
+    store.set(key, "1", timeout=5)
+    if store.get(key) != "1":
         raise RuntimeError("value written to the cache could not be read back")
-    cache.delete(key)
+    store.delete(key)
     return "ok"
 
 
@@ -40,8 +46,10 @@ def check_broker() -> str:
         return "skipped: tasks run eagerly (no broker configured)"
     from config.celery import app
 
+    # One attempt, bounded by the transport's socket timeouts (CELERY_BROKER_TRANSPORT_OPTIONS):
+    # kombu's retries would sleep 2 s between attempts, past what a probe waits.
     with app.connection_for_write(settings.CELERY_BROKER_URL) as broker:
-        broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        broker.ensure_connection(max_retries=0)
     return "ok"
 
 
@@ -50,6 +58,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "cache": check_cache,
     "broker": check_broker,
 }
+DEPENDENCIES = {"database": DATABASE, "cache": CACHE, "broker": BROKER}
 
 
 SAFE_METHODS = ("GET", "HEAD")
@@ -85,7 +94,11 @@ def ready(request: HttpRequest) -> HttpResponse:
             # The error class only: connection errors can carry URLs with credentials.
             results[name] = f"error: {type(error).__name__}"
             failed.append(name)
-            logger.warning("readiness check %s failed: %s", name, error)
+            outage_report(DEPENDENCIES[name], error)
     if failed:
-        return JsonResponse({"status": "unavailable", "failed": failed, "checks": results}, status=503)
+        response = JsonResponse({"status": "unavailable", "failed": failed, "checks": results}, status=503)
+        # The outage log has it (once per interval): without this Django logs every failed probe
+        # again at ERROR ("Service Unavailable"), a line per probe per node for the whole outage.
+        response._has_been_logged = True  # type: ignore[attr-defined]
+        return response
     return JsonResponse({"status": "ok", "checks": results})

@@ -165,6 +165,13 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Seconds any call to Redis (cache, broker, task results) may take to connect, and to answer: a hung
+# Redis costs a request at most this, and only until the circuit opens (config/cache.py).
+REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=0.5)
+# Seconds the cache skips a failing Redis (after 3 failed calls in a row) before one call tries it
+# again: while it is skipped a request pays nothing for it, and it is used again this soon after
+# it answers.
+REDIS_CIRCUIT_OPEN_SECONDS = env.float("REDIS_CIRCUIT_OPEN_SECONDS", default=2.0)
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -172,18 +179,24 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="idp"),
             "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 2,
-                "SOCKET_TIMEOUT": 2,
+                "SOCKET_CONNECT_TIMEOUT": REDIS_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_TIMEOUT,
+                # `add` answers like an empty cache during an outage; every command goes through
+                # a circuit breaker (config/cache.py, issue 13).
+                "CLIENT_CLASS": "config.cache.CacheClient",
+                "REDIS_CLIENT_CLASS": "config.cache.CircuitBreakerRedis",
+                "REDIS_CLIENT_KWARGS": {"circuit_open_seconds": REDIS_CIRCUIT_OPEN_SECONDS},
             },
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-# A Redis outage degrades to "no cache" (logged) instead of a 500 in every caller, allauth's rate
-# limits included: revocation and lockout fall back to the database, per-IP limits open
-# (docs/decisions/0005 and 0006). Readiness still reports the outage.
+# A Redis outage degrades to "no cache" instead of a 500 in every caller, allauth's rate limits
+# included: revocation and lockout fall back to the database, per-IP limits open
+# (docs/decisions/0005 and 0006). Not a log line per failed call: config/cache.py reports them to
+# the outage log, one "cache unavailable" line per interval. Readiness still reports the outage.
 DJANGO_REDIS_IGNORE_EXCEPTIONS = True
-DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -567,6 +580,13 @@ ACCOUNT_RATE_LIMITS = {"login": None, "login_failed": None}
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL or None)
+# Nothing in the service reads a task's result: unless CELERY_RESULT_BACKEND is set on purpose
+# (tests wait for results), none is kept, and publishing a task never touches the result store.
+# Keeping them made every publish subscribe to its result, which retried 20 x 1 s inside the
+# request while Redis was down (issue 13).
+CELERY_TASK_IGNORE_RESULT = env.bool(
+    "CELERY_TASK_IGNORE_RESULT", default=not env.str("CELERY_RESULT_BACKEND", default="")
+)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL == "memory://")
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
@@ -579,9 +599,28 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_CONNECTION_TIMEOUT = 2
-# Redelivery of unacknowledged (acks_late) tasks after a lost worker; longer than any task.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 2}
+# Every broker call connects and answers within REDIS_TIMEOUT; a publish tries twice (the second
+# replaces a connection a Redis restart closed), so a hung or stopped broker fails it within about
+# a second instead of stalling the caller (issue 13; what the caller then does is its own).
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redelivery of unacknowledged (acks_late) tasks after a lost worker; longer than any task.
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": REDIS_TIMEOUT,
+    "socket_timeout": REDIS_TIMEOUT,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
+# Results, where they are kept: the same bounds, and a few quick retries instead of 20 x 1 s.
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_TIMEOUT
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_TIMEOUT
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 

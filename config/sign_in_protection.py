@@ -9,6 +9,7 @@ Retry-After (docs/decisions/0006-brute-force-protection.md).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,8 @@ class ProtectedFlow:
     # A second factor or a re-authentication: the account is the one the sign-in session acts for
     # (its pending sign-in, or its signed-in user), and a locked account is refused.
     session_account: bool = False
+    # allauth's own limits on the flow (ACCOUNT_RATE_LIMITS): their 429 gets a Retry-After here.
+    allauth_actions: tuple[str, ...] = ()
 
 
 SIGN_IN_PAGE = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", identifier_fields=("login",))
@@ -56,12 +59,21 @@ SIGN_IN_HEADLESS = ProtectedFlow(
 SIGN_IN_SECOND_FACTOR = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", session_account=True)
 SIGN_IN_PASSKEY = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN")
 # A password change checks the current password like a sign-in: refused while the account is locked.
-PASSWORD_CHANGE = ProtectedFlow("accounts.sign_in", "RATELIMIT_SIGNIN", session_account=True)
-SIGN_UP = ProtectedFlow("accounts.sign_up", "RATELIMIT_SIGNUP")
-PASSWORD_RESET = ProtectedFlow("accounts.password_reset", "RATELIMIT_PASSWORD_RESET")
-VERIFICATION_RESEND = ProtectedFlow("accounts.verification_resend", "RATELIMIT_VERIFICATION_RESEND")
+PASSWORD_CHANGE = ProtectedFlow(
+    "accounts.sign_in", "RATELIMIT_SIGNIN", session_account=True, allauth_actions=("change_password",)
+)
+SIGN_UP = ProtectedFlow("accounts.sign_up", "RATELIMIT_SIGNUP", allauth_actions=("signup",))
+PASSWORD_RESET = ProtectedFlow(
+    "accounts.password_reset", "RATELIMIT_PASSWORD_RESET", allauth_actions=("reset_password",)
+)
+VERIFICATION_RESEND = ProtectedFlow(
+    "accounts.verification_resend", "RATELIMIT_VERIFICATION_RESEND", allauth_actions=("confirm_email",)
+)
 VERIFICATION_RESEND_PAGE = ProtectedFlow(
-    "accounts.verification_resend", "RATELIMIT_VERIFICATION_RESEND", action_field="action_send"
+    "accounts.verification_resend",
+    "RATELIMIT_VERIFICATION_RESEND",
+    action_field="action_send",
+    allauth_actions=("confirm_email",),
 )
 TOKEN_REFRESH = ProtectedFlow("accounts.token_refresh", "RATELIMIT_TOKEN_REFRESH")
 
@@ -107,6 +119,19 @@ def request_values(request: HttpRequest, *, json_body: bool) -> Mapping[str, Any
     except (ValueError, UnicodeDecodeError):
         return {}
     return values if isinstance(values, dict) else {}
+
+
+def allauth_retry_after(actions: tuple[str, ...]) -> int:
+    """Seconds after which every request allauth's own limits on `actions` counted has left their
+    windows: the longest window. Its 429 does not say when to come back (RFC 6585 §4 allows
+    Retry-After; DESIGN.md asks for it on every 429)."""
+    from allauth.account import app_settings as account_settings
+    from allauth.core.internal.ratelimit import parse_rates
+
+    windows = [
+        rate.duration for action in actions for rate in parse_rates(account_settings.RATE_LIMITS.get(action))
+    ]
+    return math.ceil(max(windows, default=0))
 
 
 def too_many_requests(request: HttpRequest, *, detail: str, retry_after: int) -> HttpResponse:
@@ -156,7 +181,12 @@ class SignInProtectionMiddleware:
                 return too_many_requests(
                     request, detail="Too many failed sign-in attempts. Retry later.", retry_after=retry_after
                 )
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 429 and not response.has_header("Retry-After") and flow.allauth_actions:
+            retry_after = allauth_retry_after(flow.allauth_actions)
+            if retry_after:
+                response["Retry-After"] = str(retry_after)
+        return response
 
     @staticmethod
     def sign_in_session(request: HttpRequest) -> Any:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import Client
+
+from config.tests.faults import RedisServer, scratch_folder
 
 pytestmark = pytest.mark.django_db
 
@@ -105,3 +112,50 @@ def test_probe_answers_carry_the_request_id_and_nosniff(client: Client) -> None:
 
     assert response["X-Request-ID"] == "probe-1"
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own, to hang (config/tests/faults.py)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is needed (CI installs it)")
+    folder = scratch_folder("health-redis-")
+    server = RedisServer(folder).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_ready_is_503_within_its_2_s_while_redis_hangs(
+    client: Client, settings: Any, private_redis: RedisServer
+) -> None:
+    """Cache and broker on a hung Redis (SIGSTOP): each check fails within REDIS_TIMEOUT, the
+    broker's without kombu's 2 s sleep between attempts (issue 13, finding 2)."""
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": private_redis.url}}
+    if settings.CACHES["default"]["BACKEND"] != "django_redis.cache.RedisCache":
+        pytest.skip("needs REDIS_URL: the production cache configuration is under test")
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_BROKER_URL = private_redis.url
+    assert client.get("/health/ready").status_code == 200
+
+    def probe_ready() -> Any:
+        try:
+            return client.get("/health/ready")
+        finally:
+            connections.close_all()  # this thread's own database connection
+
+    with ThreadPoolExecutor(max_workers=1) as pool, private_redis.hung():
+        started = time.monotonic()
+        probe = pool.submit(probe_ready)
+        # Before the fix the broker check waited for as long as Redis hung: do not wait with it.
+        while not probe.done() and time.monotonic() - started < 10:
+            time.sleep(0.05)
+        seconds = time.monotonic() - started
+    response = probe.result()
+
+    assert seconds < 2.5, seconds
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["cache", "broker"]
+    assert response.json()["checks"]["database"] == "ok"
