@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 from accounts.exceptions import RefreshTokenRejected
 from accounts.models import DeviceSession, User
 from accounts.services import device_session_refresh
+from accounts.services.moderation import user_set_roles
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 
 # Revocation marks reach the cache when the transaction commits, so these tests really commit.
@@ -150,6 +151,19 @@ def test_revocation_falls_back_to_the_database_when_the_cache_is_down(
     assert me(tokens["access_token"]).status_code == 200
     DeviceSession.objects.filter(user=user).update(revoked_at=timezone.now())
     assert me(tokens["access_token"]).status_code == 401
+
+
+def test_a_role_change_counts_on_the_next_request(client: Client, settings: Any) -> None:
+    settings.ACCOUNTS_MFA_REQUIRED_ROLES = ["admin"]  # a moderator without a second factor may work
+    settings.ACCOUNTS_MFA_REQUIRED_FOR_STAFF = False
+    user = user_set_roles(user=verified_user(), roles=["moderator"])
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {sign_in(client, user)['access_token']}")
+    assert api.get("/api/v1/users/").status_code == 200  # the cache holds a moderator now
+
+    user_set_roles(user=User.objects.get(pk=user.pk), roles=["user"])
+
+    assert api.get("/api/v1/users/").status_code == 403  # well within the bound: Redis was told
 
 
 # --- a lost cache invalidation (issue 13, findings 1 and 10) -----------------------------------
