@@ -14,18 +14,34 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from config.outages import BROKER, CACHE, DATABASE, outage_report
 from config.views import error_response
 
+# Seconds the readiness probe's own database connection may take (the probe answers within 2 s).
+DATABASE_CONNECT_TIMEOUT_SECONDS = 1
+
 
 def check_database() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    """A connection of the probe's own, never the thread's pooled one: against a server that
+    accepts connections and never answers (hung), a pooled connection's query would wait for ever,
+    and a new one fails within its connect timeout."""
+    probe = connections.create_connection(DEFAULT_DB_ALIAS)
+    if probe.vendor == "postgresql":
+        options = {
+            **probe.settings_dict.get("OPTIONS", {}),
+            "connect_timeout": DATABASE_CONNECT_TIMEOUT_SECONDS,
+        }
+        probe.settings_dict = {**probe.settings_dict, "OPTIONS": options}
+    try:
+        with probe.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        probe.close()
     return "ok"
 
 

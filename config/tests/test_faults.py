@@ -107,10 +107,11 @@ def test_a_postgresql_outage_is_a_503_with_retry_after_and_recovers_at_once(serv
 def test_a_hung_postgresql_fails_new_connections_within_the_connect_timeout(service: Service) -> None:
     """A server that accepts connections and never answers (SIGSTOP): libpq would wait for ever.
     Requests that need a new connection get a 503 after DATABASE_CONNECT_TIMEOUT (3 s); the web
-    process itself keeps answering its liveness probe. (A request already holding a pooled
+    process keeps answering its liveness probe, and readiness says 503 within its 2 s. (A request already holding a pooled
     connection waits for the server: docs/operations.md.)"""
     with service.postgres.hung():
         live = service.request("GET", "/health/live", timeout=5)
+        ready = service.request("GET", "/health/ready", timeout=10)
         sign_in = service.request(
             "POST",
             "/_allauth/app/v1/auth/login",
@@ -122,6 +123,8 @@ def test_a_hung_postgresql_fails_new_connections_within_the_connect_timeout(serv
     )
 
     assert (live.status, live.seconds < 1) == (200, True)
+    # Readiness uses a connection of its own with a 1 s connect timeout: within its 2 s.
+    assert (ready.status, ready.json()["failed"], ready.seconds < 2.5) == (503, ["database"], True)
     assert_error_shape(sign_in, status=503, code="service_unavailable")
     assert sign_in.seconds < 10
     assert after.status == 200
