@@ -40,3 +40,19 @@ def mfa_email_code_window() -> timedelta:
 def step_up_max_age() -> int:
     """Seconds a re-authentication counts as recent for sensitive actions (allauth's setting)."""
     return int(getattr(settings, "ACCOUNT_REAUTHENTICATION_TIMEOUT", 600))
+
+
+def jobs_lease() -> timedelta:
+    """How long a worker holds a job it claimed (accounts.services.outbox): past it, the worker is
+    taken to be gone and the job runs again. Longer than the hard time limit, after which Celery
+    has killed any attempt still running (docs/decisions/0019-outbox.md)."""
+    seconds = getattr(settings, "ACCOUNTS_JOBS_LEASE_SECONDS", None)
+    if seconds is None:
+        seconds = int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 300)) + 60
+    return timedelta(seconds=int(seconds))
+
+
+def jobs_republish_after() -> timedelta:
+    """How long a published job may wait for a worker before its message is taken to be lost (a
+    Redis that restarted empty) and the relay publishes it again."""
+    return timedelta(seconds=int(getattr(settings, "ACCOUNTS_JOBS_REPUBLISH_SECONDS", 300)))

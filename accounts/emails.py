@@ -1,32 +1,26 @@
 """Outgoing account e-mail: rendered now, sent by a Celery task once the transaction commits.
 
 Every message (allauth's verification, reset and change notices, and our own notices) is rendered
-from `<prefix>_subject.txt`, `<prefix>_message.txt` and `<prefix>_message.html` into a JSON payload,
-and handed to `accounts.tasks.email_send` only after the transaction that caused it commits: a
-rolled-back change sends nothing.
+from `<prefix>_subject.txt`, `<prefix>_message.txt` and `<prefix>_message.html` into a JSON payload
+and recorded as an outbox job (accounts.services.outbox) in the transaction that caused it: a
+rolled-back change sends nothing, a committed one sends its message once the broker can take it,
+whatever Redis does meanwhile (docs/decisions/0019-outbox.md).
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from allauth.account.adapter import get_adapter
 from allauth.account.models import EmailAddress
 from allauth.core import context as allauth_context
-from celery.exceptions import Retry
 from django.conf import settings
 from django.contrib.sites.shortcuts import get_current_site
-from django.db import transaction
 from django.urls import reverse
-from kombu.exceptions import OperationalError
 
 from accounts.models import User
-
-logger = logging.getLogger(__name__)
 
 NEW_DEVICE_TEMPLATE_PREFIX = "account/email/new_device"
 
@@ -59,30 +53,20 @@ def email_render(*, template_prefix: str, to: str, context: dict[str, Any]) -> d
     }
 
 
-def _email_publish(payload: dict[str, Any]) -> None:
-    from accounts.tasks import email_send, email_send_options
-
-    # The change is committed: failing the request now would not undo it, and the user can ask again.
-    try:
-        email_send.apply_async(args=(payload,), **email_send_options(payload))
-    except OperationalError:
-        logger.exception(
-            "Broker unreachable; e-mail %s (%s) not queued", payload["id"], payload["template_prefix"]
-        )
-    except Retry:
-        # Only without a broker (eager tasks, the embedded default): a retry cannot be scheduled.
-        logger.error(
-            "E-mail %s (%s) not delivered; eager tasks cannot retry later",
-            payload["id"],
-            payload["template_prefix"],
-        )
-
-
 def email_queue(*, template_prefix: str, to: str, context: dict[str, Any]) -> None:
-    """Render an allauth-style message and queue its delivery after the current transaction commits
-    (at once outside a transaction)."""
+    """Render an allauth-style message and queue its delivery with the current transaction (at
+    once outside a transaction)."""
+    from accounts.services.outbox import job_enqueue
+    from accounts.tasks import EMAIL_SEND_MAX_ATTEMPTS, EMAIL_TASK
+
     payload = email_render(template_prefix=template_prefix, to=to, context=context)
-    transaction.on_commit(partial(_email_publish, payload))
+    job_enqueue(
+        task=EMAIL_TASK,
+        arguments=payload,
+        label=template_prefix,
+        job_id=uuid.UUID(payload["id"]),
+        max_attempts=EMAIL_SEND_MAX_ATTEMPTS,
+    )
 
 
 def email_new_device_notice(

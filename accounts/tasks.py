@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
-from celery import Task, shared_task
+from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
-from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
-EMAIL_SEND_MAX_RETRIES = 6
+# Attempts at one message: the first and six retries, spread over about half an hour.
+EMAIL_SEND_MAX_ATTEMPTS = 7
 # Back-off before retry n (0-based): a random wait in [0, min(30 s * 2**n, 10 min)] ("full jitter").
 EMAIL_RETRY_BACKOFF_FACTOR = 30
 EMAIL_RETRY_BACKOFF_MAX = 600
-# How long a delivered message's ID is remembered: far longer than any redelivery or retry chain.
-EMAIL_SENT_MARK_SECONDS = 24 * 60 * 60
-_SENDING = "sending"
-_SENT = "sent"
-
-
-def email_send_options(payload: dict[str, Any]) -> dict[str, Any]:
-    """Options to publish `email_send` with: Celery's logs and events show the message ID and
-    template instead of the payload, never its body, subject or recipients."""
-    # A dict because celery-types does not know the `argsrepr` option.
-    return {"argsrepr": f"(<e-mail {payload['id']} {payload['template_prefix']}>,)"}
+EMAIL_TASK = "accounts.email_send"
 
 
 def email_send_error_is_transient(error: OSError) -> bool:
@@ -47,40 +38,20 @@ def email_send_error_is_transient(error: OSError) -> bool:
     return not isinstance(error, smtplib.SMTPException)
 
 
-def _email_claim(message_id: str, *, seconds: int) -> bool:
-    """Mark a message as being sent; False when it is already sent or being sent.
-
-    The mark lives in the cache. Without a reachable cache the message is sent anyway: delivery
-    becomes at-least-once (a redelivered task may send a duplicate) rather than at-most-once.
-    """
-    try:
-        return cache.add(f"email-sent:{message_id}", _SENDING, timeout=seconds)
-    except RedisError:
-        logger.warning("Cache unreachable; sending e-mail %s without a duplicate guard", message_id)
-        return True
+def email_message_id(message_id: str) -> str:
+    """The Message-ID of every attempt at one message (RFC 5322 §3.6.4): a copy sent again after a
+    worker died mid-send carries the same one, which mail providers and clients show once."""
+    return f"<{message_id}@{urlsplit(settings.SITE_URL).hostname or 'localhost'}>"
 
 
-def _email_mark(message_id: str, *, sent: bool) -> None:
-    key = f"email-sent:{message_id}"
-    try:
-        if sent:
-            cache.set(key, _SENT, timeout=EMAIL_SENT_MARK_SECONDS)
-        else:
-            cache.delete(key)
-    except RedisError:
-        logger.warning(
-            "Cache unreachable; e-mail %s could not be marked %s", message_id, _SENT if sent else "unsent"
-        )
-
-
-def _email_deliver(payload: dict[str, Any]) -> None:
+def _email_deliver(payload: dict[str, Any], *, message_id: str) -> None:
     connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
     message = EmailMultiAlternatives(
         subject=payload["subject"],
         body=payload["body"],
         from_email=payload["from_email"],
         to=payload["to"],
-        headers=payload.get("headers") or {},
+        headers={**(payload.get("headers") or {}), "Message-ID": email_message_id(message_id)},
         connection=connection,
     )
     for content, mimetype in payload.get("alternatives", []):
@@ -88,54 +59,85 @@ def _email_deliver(payload: dict[str, Any]) -> None:
     message.send()
 
 
-@shared_task(bind=True, name="accounts.email_send", max_retries=EMAIL_SEND_MAX_RETRIES)
-def email_send(self: Task[Any, Any], payload: dict[str, Any]) -> None:
-    """Deliver one rendered message (see accounts.emails.email_render) at most once per ID.
+@shared_task(name=EMAIL_TASK, ignore_result=True)
+def email_send(job_id: str | dict[str, Any]) -> None:
+    """Deliver one rendered message (accounts.emails.email_render), queued as an outbox job.
 
-    Tasks are acknowledged late, so a worker lost mid-send has its task redelivered: the message ID
-    is claimed in the cache for as long as a send may take (the hard time limit), then marked sent
-    for a day. A redelivery after a lost worker finds the claim expired and sends; a duplicate
-    delivery of a sent or in-flight message is skipped. Bodies hold links and codes: they are never
-    logged, only the message ID and template.
+    The job is claimed in PostgreSQL first (accounts.services.outbox.job_claim): a message delivered
+    twice, by the relay and by the broker's own redelivery, sends once, whatever the cache does. A
+    failure worth retrying makes the job due again after a back-off, and the relay publishes it
+    then. Bodies hold links and codes: they are never logged, only the message ID and template.
     """
-    message_id, template_prefix = payload["id"], payload["template_prefix"]
-    claim_seconds = int(self.app.conf.task_time_limit or 300)
-    if not _email_claim(message_id, seconds=claim_seconds):
-        logger.info("E-mail %s (%s) already sent or being sent; skipped", message_id, template_prefix)
+    from accounts.models import OutboxJob
+    from accounts.services.outbox import job_adopt, job_claim, job_finish, job_retry_later
+
+    if isinstance(job_id, dict):
+        # Queued before the outbox, with the rendered message in the task's arguments.
+        payload = job_id
+        job_id = str(
+            job_adopt(
+                job_id=uuid.UUID(payload["id"]),
+                task=EMAIL_TASK,
+                arguments=payload,
+                label=payload["template_prefix"],
+            ).pk
+        )
+    job = job_claim(job_id=job_id)
+    if job is None:
+        found = OutboxJob.objects.filter(pk=job_id).values_list("label", "state").first()
+        label, state = found or ("?", "unknown")
+        logger.info("E-mail %s (%s) not claimed, its job is %s; skipped", job_id, label, state)
         return
+    message_id, template_prefix = job_id, job.label
     try:
-        _email_deliver(payload)
+        _email_deliver(job.arguments, message_id=message_id)
     except OSError as error:  # smtplib.SMTPException is an OSError too
-        _email_mark(message_id, sent=False)
         reason = f"{type(error).__name__} {getattr(error, 'smtp_code', '')}".strip()
         if not email_send_error_is_transient(error):
+            job_finish(job=job, error=f"refused: {reason}")
             logger.error("E-mail %s (%s) refused, not retried: %s", message_id, template_prefix, reason)
-            return
-        if self.request.retries >= EMAIL_SEND_MAX_RETRIES:
-            logger.error(
-                "E-mail %s (%s) not delivered after %s retries: %s",
-                message_id,
-                template_prefix,
-                self.request.retries,
-                reason,
-            )
             return
         countdown = get_exponential_backoff_interval(
             factor=EMAIL_RETRY_BACKOFF_FACTOR,
-            retries=self.request.retries,
+            retries=job.attempts - 1,
             maximum=EMAIL_RETRY_BACKOFF_MAX,
             full_jitter=True,
         )
+        if not job_retry_later(job=job, countdown=countdown, error=reason):
+            logger.error(
+                "E-mail %s (%s) not delivered after %s attempts: %s",
+                message_id,
+                template_prefix,
+                job.attempts,
+                reason,
+            )
+            return
         logger.warning(
             "E-mail %s (%s) failed (%s); retry %s in %s s",
             message_id,
             template_prefix,
             reason,
-            self.request.retries + 1,
+            job.attempts,
             countdown,
         )
-        raise self.retry(exc=error, countdown=countdown, **email_send_options(payload)) from error
-    _email_mark(message_id, sent=True)
+        return
+    job_finish(job=job)
+
+
+@shared_task(name="accounts.jobs_relay", ignore_result=True)
+def jobs_relay() -> None:
+    """Publish the outbox jobs the broker does not have (beat job, every few seconds)."""
+    from accounts.services.outbox import jobs_relay as relay
+
+    relay()
+
+
+@shared_task(name="accounts.jobs_prune", ignore_result=True)
+def jobs_prune() -> int:
+    """Delete outbox jobs finished a week ago (beat job)."""
+    from accounts.services.outbox import jobs_prune as prune
+
+    return prune()
 
 
 # --- account deletion and data export (accounts.services.deletion, accounts.services.exports) ----
@@ -149,13 +151,20 @@ def users_purge_due() -> int:
     return purge()
 
 
-@shared_task(name="accounts.data_export_build")
-def data_export_build(export_id: str) -> str | None:
-    """Build one requested data export; a no-op when it is no longer pending."""
+@shared_task(name="accounts.data_export_build", ignore_result=True)
+def data_export_build(job_id: str) -> None:
+    """Build one requested data export (an outbox job); a no-op when it is no longer pending."""
+    from accounts.models import OutboxJob
     from accounts.services.exports import data_export_build as build
+    from accounts.services.outbox import job_claim, job_finish
 
-    export = build(export_id=export_id)
-    return None if export is None else export.status
+    job = job_claim(job_id=job_id)
+    if job is None:
+        if not OutboxJob.objects.filter(pk=job_id).exists():
+            build(export_id=job_id)  # queued before the outbox: the ID is the export's
+        return
+    build(export_id=job.arguments["export_id"])
+    job_finish(job=job)
 
 
 @shared_task(name="accounts.data_exports_expire")

@@ -6,6 +6,7 @@ Request IDs travel with tasks: a task enqueued during a request logs with that r
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 from celery import Celery, signals
@@ -33,6 +34,17 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=47, hour=2),
         "kwargs": {"full": True},
     },
+    # The outbox relay: jobs recorded while the broker was down, lost by a Redis that restarted
+    # empty, or left by a worker that died are published (docs/decisions/0019-outbox.md). Stale
+    # ticks expire rather than pile up while no worker runs (30 s: a beat clock a little ahead of
+    # a worker's would otherwise expire every tick).
+    "accounts-jobs-relay": {
+        "task": "accounts.jobs_relay",
+        "schedule": timedelta(seconds=5),
+        "options": {"expires": 30},
+    },
+    # Finished outbox jobs are kept a week for operators (without their arguments).
+    "accounts-jobs-prune": {"task": "accounts.jobs_prune", "schedule": crontab(minute=37, hour=4)},
     # Erase accounts whose deletion grace period (ACCOUNT_DELETION_GRACE_DAYS) has ended.
     "accounts-users-purge-due": {"task": "accounts.users_purge_due", "schedule": crontab(minute=37, hour=3)},
     # Personal data exports are downloadable for DATA_EXPORT_LINK_HOURS; then their files go.

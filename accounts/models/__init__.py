@@ -3,6 +3,7 @@
 from accounts.models.exports import DataExport
 from accounts.models.mfa import EmailCode
 from accounts.models.organizations import Invitation, Membership, Organization, OrganizationRole
+from accounts.models.outbox import OutboxJob
 from accounts.models.sessions import AccountLockout, DeviceSession, DeviceSessionQuerySet
 from accounts.models.users import (
     DESCRIPTION_MAX_LENGTH,
@@ -28,6 +29,7 @@ __all__ = [
     "Membership",
     "Organization",
     "OrganizationRole",
+    "OutboxJob",
     "Role",
     "User",
     "UserBlock",

@@ -20,13 +20,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, Throttled
 
 from accounts.emails import email_queue
 from accounts.models import DataExport, DeviceSession, Membership, User, UserBlock
+from accounts.services.outbox import job_enqueue
 from audit.models import AuditEvent
 from audit.services import audit_record, scrub
 
@@ -41,6 +41,8 @@ EXPORT_RATE_WINDOW = timedelta(hours=24)
 # A pending export older than this was lost (a worker died): it no longer blocks a new one, and
 # the expiry job marks it failed.
 PENDING_EXPORT_STALE_AFTER = timedelta(hours=1)
+# A build that crashes its worker (out of memory, say) is tried this often in all.
+DATA_EXPORT_BUILD_MAX_ATTEMPTS = 3
 
 
 class DataExportInProgress(APIException):
@@ -94,25 +96,15 @@ def data_export_request(*, user: User) -> DataExport:
     export.full_clean()
     export.save()
     audit_record(action="accounts.user.data_export_requested", actor=user, target=export)
-    transaction.on_commit(partial(_data_export_enqueue, export_id=export.pk))
+    # In the same transaction: the build is queued exactly when the request is, and built once the
+    # broker can take it, however long it is down (docs/decisions/0019-outbox.md).
+    job_enqueue(
+        task="accounts.data_export_build",
+        arguments={"export_id": str(export.pk)},
+        label=f"export {export.pk}",
+        max_attempts=DATA_EXPORT_BUILD_MAX_ATTEMPTS,
+    )
     return export
-
-
-def _data_export_enqueue(*, export_id: Any) -> None:
-    """Queue the build once the request has committed; without a broker, fail the export at once.
-
-    A pending export the worker never hears of would block the user's next request for
-    PENDING_EXPORT_STALE_AFTER; failed, it blocks nothing and the user can simply ask again.
-    """
-    from accounts.tasks import data_export_build
-
-    try:
-        data_export_build.delay(str(export_id))
-    except OperationalError:
-        logger.exception("Broker unreachable; data export %s not queued", export_id)
-        DataExport.objects.filter(pk=export_id, status=DataExport.Status.PENDING).update(
-            status=DataExport.Status.FAILED, finished_at=timezone.now()
-        )
 
 
 def data_export_get(*, user: User, export_id: Any) -> DataExport:

@@ -1,12 +1,16 @@
-"""Account e-mail: rendered from text and HTML templates, queued on commit, sent once by a Celery task."""
+"""Account e-mail: rendered from text and HTML templates, recorded as an outbox job with the change that
+caused it, sent once by a Celery task (accounts/tests/test_outbox.py covers the broker side)."""
 
 from __future__ import annotations
 
+import email
 import json
 import re
+import shutil
 import smtplib
+import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -14,23 +18,18 @@ from unittest import mock
 import allauth
 import pytest
 from allauth.account.models import EmailAddress
-from celery import signals
 from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.db import transaction
-from django.test import Client
-from kombu.exceptions import OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
+from django.test import Client, override_settings
+from django.utils import timezone
 
 from accounts.emails import email_new_device_notice, email_queue, email_render
-from accounts.models import User
-from accounts.tasks import (
-    EMAIL_SEND_MAX_RETRIES,
-    email_send,
-    email_send_error_is_transient,
-    email_send_options,
-)
+from accounts.models import OutboxJob, User
+from accounts.services.outbox import job_enqueue, jobs_relay
+from accounts.tasks import EMAIL_SEND_MAX_ATTEMPTS, EMAIL_TASK, email_send, email_send_error_is_transient
+from config.tests.faults import RedisServer, scratch_folder
 from conftest import LogCapture
 
 pytestmark = pytest.mark.django_db
@@ -70,26 +69,22 @@ def smtp_server(settings: Any) -> Iterator[mock.MagicMock]:
         yield smtp_class.return_value
 
 
+@pytest.fixture(scope="module")
+def stopped_redis() -> Iterator[RedisServer]:
+    """A real Redis, started and then stopped: nothing listens on its port any more."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is needed (CI installs it)")
+    folder = scratch_folder("emails-cache-")
+    server = RedisServer(folder).start()
+    server.stop()
+    yield server
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
-def retry_countdowns() -> Iterator[list[int]]:
-    """The back-off (seconds) of every retry the task asks for; retries run at once, eagerly.
-
-    With CELERY_TASK_EAGER_PROPAGATES an eager task's retry is raised instead of run.
-    """
-    countdowns: list[int] = []
-
-    def record(reason: Any = None, **kwargs: Any) -> None:
-        countdowns.append(reason.when)
-
-    conf = email_send.app.conf
-    propagates = conf.task_eager_propagates
-    conf.task_eager_propagates = False
-    signals.task_retry.connect(record, weak=False)
-    try:
-        yield countdowns
-    finally:
-        signals.task_retry.disconnect(record)
-        conf.task_eager_propagates = propagates
+def stopped_cache(stopped_redis: RedisServer) -> dict[str, Any]:
+    """The production cache settings (errors ignored) pointing at the stopped Redis."""
+    return {"default": {**settings.CACHES["default"], "LOCATION": stopped_redis.url}}
 
 
 # --- queued on commit ---------------------------------------------------------------------------
@@ -112,6 +107,7 @@ def test_email_queued_in_a_rolled_back_transaction_is_never_sent(
 
     assert callbacks == []
     assert mail.outbox == []
+    assert OutboxJob.objects.count() == 0
 
 
 def test_email_queued_in_a_transaction_is_sent_once_after_commit(
@@ -134,50 +130,20 @@ def test_email_queued_in_a_transaction_is_sent_once_after_commit(
         ["alice@example.com"],
         settings.DEFAULT_FROM_EMAIL,
     )
-    assert message.extra_headers == {"Auto-Submitted": "auto-generated"}
+    job = OutboxJob.objects.get()
+    assert message.extra_headers == {
+        "Auto-Submitted": "auto-generated",
+        "Message-ID": f"<{job.pk}@127.0.0.1>",
+    }
     assert "Your password has been changed." in message.body
     assert "Your password has been changed." in html_part(message)
-
-
-def test_email_publish_sends_a_json_payload_and_hides_it_from_celery_logs(
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    with (
-        mock.patch.object(email_send, "apply_async") as apply_async,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        email_queue(
-            template_prefix="account/email/password_reset_key",
-            to="alice@example.com",
-            context={"password_reset_url": RESET_URL},
-        )
-
-    assert apply_async.call_count == 1
-    (payload,) = apply_async.call_args.kwargs["args"]
-    assert json.loads(json.dumps(payload)) == payload
-    assert apply_async.call_args.kwargs["argsrepr"] == (
-        f"(<e-mail {payload['id']} account/email/password_reset_key>,)"
+    # Sent: the job is done and its message (links, codes) no longer stored.
+    assert (job.state, job.attempts, job.arguments, job.label) == (
+        OutboxJob.State.DONE,
+        1,
+        {},
+        "account/email/password_changed",
     )
-    assert RESET_URL not in apply_async.call_args.kwargs["argsrepr"]
-
-
-def test_email_publish_logs_an_unreachable_broker_without_failing_the_committed_change(
-    django_capture_on_commit_callbacks: Callable[..., Any], log_capture: LogCapture
-) -> None:
-    with (
-        mock.patch.object(email_send, "apply_async", side_effect=OperationalError("connection refused")),
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        email_queue(
-            template_prefix="account/email/password_reset_key",
-            to="alice@example.com",
-            context={"password_reset_url": RESET_URL},
-        )
-
-    assert mail.outbox == []
-    assert "not queued" in log_capture.output
-    assert "account/email/password_reset_key" in log_capture.output
-    assert RESET_URL not in log_capture.output
 
 
 # --- templates ----------------------------------------------------------------------------------
@@ -330,29 +296,64 @@ def test_new_device_notice_takes_the_given_link_and_an_unknown_ip(
 # --- the task: retries, permanent failures, idempotency -----------------------------------------
 
 
-def test_email_send_retries_a_dropped_connection_with_back_off_and_sends_once(
-    smtp_server: mock.MagicMock, retry_countdowns: list[int], log_capture: LogCapture
+def queued_job(payload: dict[str, Any] | None = None) -> OutboxJob:
+    """An e-mail job as `email_queue` records it; its publish after commit never runs here."""
+    payload = payload or render_reset()
+    return job_enqueue(
+        task=EMAIL_TASK,
+        arguments=payload,
+        label=payload["template_prefix"],
+        job_id=uuid.UUID(payload["id"]),
+        max_attempts=EMAIL_SEND_MAX_ATTEMPTS,
+    )
+
+
+def run(job: OutboxJob) -> None:
+    """What a worker does with the job's message (a message carries only the job's ID)."""
+    email_send.apply(args=(str(job.pk),))
+
+
+def make_due(job: OutboxJob) -> None:
+    OutboxJob.objects.filter(pk=job.pk).update(due_at=timezone.now() - timedelta(minutes=1))
+
+
+def message_ids(smtp: mock.MagicMock) -> list[str]:
+    return [email.message_from_bytes(call.args[2])["Message-ID"] for call in smtp.sendmail.call_args_list]
+
+
+def test_email_send_retries_a_dropped_connection_after_a_back_off_and_sends_once(
+    smtp_server: mock.MagicMock, log_capture: LogCapture
 ) -> None:
     smtp_server.sendmail.side_effect = [smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), {}]
-    payload = render_reset()
+    job = queued_job()
+    before = timezone.now()
 
-    result = email_send.apply(args=(payload,))
+    run(job)
 
-    assert result.successful()
-    assert smtp_server.sendmail.call_count == 2
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.last_error) == (OutboxJob.State.PENDING, 1, "SMTPServerDisconnected")
+    assert before <= job.due_at <= timezone.now() + timedelta(seconds=30)
+    assert (
+        f"E-mail {job.pk} (account/email/password_reset_key) failed (SMTPServerDisconnected); retry 1 in"
+        in (log_capture.output)
+    )
+    run(job)  # a message arriving before the back-off ends changes nothing
+    assert smtp_server.sendmail.call_count == 1
+
+    make_due(job)
+    assert jobs_relay()["published"] == 1  # eager tasks: the relay's publish runs it
+
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.arguments) == (OutboxJob.State.DONE, 2, {})
     assert [call.args[:2] for call in smtp_server.sendmail.call_args_list] == [
         (settings.DEFAULT_FROM_EMAIL, ["alice@example.com"]),
     ] * 2
-    assert len(retry_countdowns) == 1
-    assert 0 <= retry_countdowns[0] <= 30
-    assert cache.get(f"email-sent:{payload['id']}") == "sent"
-    assert f"E-mail {payload['id']} (account/email/password_reset_key) failed (SMTPServerDisconnected)" in (
-        log_capture.output
-    )
+    # RFC 5322 §3.6.4: one message, one Message-ID, however often it is tried.
+    assert message_ids(smtp_server) == [f"<{job.pk}@127.0.0.1>"] * 2
     assert RESET_URL not in log_capture.output
 
 
-def test_email_publish_with_eager_tasks_logs_a_transient_failure_instead_of_failing_the_request(
+def test_email_queued_with_eager_tasks_fails_a_transient_failure_instead_of_failing_the_request(
     smtp_server: mock.MagicMock,
     log_capture: LogCapture,
     django_capture_on_commit_callbacks: Callable[..., Any],
@@ -366,10 +367,12 @@ def test_email_publish_with_eager_tasks_logs_a_transient_failure_instead_of_fail
             context={"password_reset_url": RESET_URL},
         )
 
+    job = OutboxJob.objects.get()
+    assert (job.state, job.arguments) == (OutboxJob.State.FAILED, {})
     assert smtp_server.sendmail.call_count == 1
     assert (
-        "(account/email/password_reset_key) not delivered; eager tasks cannot retry later"
-        in log_capture.output
+        f"Job {job.pk} (accounts.email_send account/email/password_reset_key) not done; "
+        "eager tasks cannot retry later" in log_capture.output
     )
     assert RESET_URL not in log_capture.output
 
@@ -377,32 +380,45 @@ def test_email_publish_with_eager_tasks_logs_a_transient_failure_instead_of_fail
 def test_email_send_passes_the_configured_timeout_to_the_smtp_connection(smtp_server: mock.MagicMock) -> None:
     smtp_server.sendmail.return_value = {}
 
-    email_send.apply(args=(render_reset(),))
+    run(queued_job())
 
     assert smtplib.SMTP.call_args.args == ("smtp.example.com", 587)  # type: ignore[attr-defined]
     assert smtplib.SMTP.call_args.kwargs["timeout"] == settings.EMAIL_TIMEOUT == 10  # type: ignore[attr-defined]
 
 
-def test_email_send_gives_up_after_the_retry_bound_with_growing_capped_back_off(
-    smtp_server: mock.MagicMock, retry_countdowns: list[int], log_capture: LogCapture
+def test_email_send_gives_up_after_its_attempts_with_growing_capped_back_off(
+    smtp_server: mock.MagicMock, log_capture: LogCapture
 ) -> None:
     smtp_server.sendmail.side_effect = smtplib.SMTPDataError(451, b"4.3.0 Try again later")
-    payload = render_reset()
+    job = queued_job()
+    waits = []
 
-    result = email_send.apply(args=(payload,))
+    for _ in range(EMAIL_SEND_MAX_ATTEMPTS):
+        started = timezone.now()
+        run(job)
+        job.refresh_from_db()
+        if job.state == OutboxJob.State.PENDING:
+            waits.append((job.due_at - started).total_seconds())
+            make_due(job)
 
-    assert result.successful()
-    assert smtp_server.sendmail.call_count == 1 + EMAIL_SEND_MAX_RETRIES == 7
-    assert len(retry_countdowns) == 6
+    assert smtp_server.sendmail.call_count == EMAIL_SEND_MAX_ATTEMPTS == 7
+    assert len(waits) == 6
     assert all(
-        0 <= countdown <= bound
-        for countdown, bound in zip(retry_countdowns, [30, 60, 120, 240, 480, 600], strict=True)
+        0 <= wait <= bound + 1 for wait, bound in zip(waits, [30, 60, 120, 240, 480, 600], strict=True)
+    ), waits
+    assert (job.state, job.attempts, job.arguments, job.last_error) == (
+        OutboxJob.State.FAILED,
+        7,
+        {},
+        "SMTPDataError 451",
     )
-    assert cache.get(f"email-sent:{payload['id']}") is None
     assert (
-        f"E-mail {payload['id']} (account/email/password_reset_key) not delivered after 6 retries: "
+        f"E-mail {job.pk} (account/email/password_reset_key) not delivered after 7 attempts: "
         "SMTPDataError 451" in log_capture.output
     )
+    make_due(job)
+    run(job)
+    assert smtp_server.sendmail.call_count == 7
 
 
 @pytest.mark.parametrize(
@@ -414,27 +430,29 @@ def test_email_send_gives_up_after_the_retry_bound_with_growing_capped_back_off(
     ],
 )
 def test_email_send_does_not_retry_a_permanent_failure_and_logs_it_without_the_body(
-    smtp_server: mock.MagicMock,
-    retry_countdowns: list[int],
-    log_capture: LogCapture,
-    error: smtplib.SMTPException,
+    smtp_server: mock.MagicMock, log_capture: LogCapture, error: smtplib.SMTPException
 ) -> None:
     smtp_server.sendmail.side_effect = error
     smtp_server.login.side_effect = error if isinstance(error, smtplib.SMTPAuthenticationError) else None
-    payload = render_reset()
+    job = queued_job()
 
-    result = email_send.apply(args=(payload,))
+    run(job)
 
-    assert result.successful()
-    assert retry_countdowns == []
-    assert smtp_server.sendmail.call_count == 1
+    job.refresh_from_db()
     code = getattr(error, "smtp_code", "")
-    assert (
-        f"E-mail {payload['id']} (account/email/password_reset_key) refused, not retried: "
-        f"{type(error).__name__} {code}".strip()
-    ) in log_capture.output
+    reason = f"{type(error).__name__} {code}".strip()
+    assert (job.state, job.attempts, job.arguments, job.last_error) == (
+        OutboxJob.State.FAILED,
+        1,
+        {},
+        f"refused: {reason}",
+    )
+    assert smtp_server.sendmail.call_count == 1
+    assert f"E-mail {job.pk} (account/email/password_reset_key) refused, not retried: {reason}" in (
+        log_capture.output
+    )
     assert RESET_URL not in log_capture.output
-    assert payload["subject"] not in log_capture.output
+    assert "[Identity] Password Reset Email" not in log_capture.output
 
 
 @pytest.mark.parametrize(
@@ -464,43 +482,84 @@ def test_email_send_error_is_transient_only_for_4xx_replies_and_network_failures
     assert email_send_error_is_transient(error) is transient
 
 
-def test_email_send_delivers_a_redelivered_payload_only_once() -> None:
+def test_email_send_delivers_a_message_delivered_twice_once(log_capture: LogCapture) -> None:
+    job = queued_job()
+
+    run(job)
+    run(job)
+
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].to == ["alice@example.com"]
+    assert RESET_URL in html_part(mail.outbox[0])
+    assert (
+        f"E-mail {job.pk} (account/email/password_reset_key) not claimed, its job is done; skipped"
+        in log_capture.output
+    )
+
+
+def test_email_send_skips_a_message_another_worker_is_sending() -> None:
+    job = queued_job()
+    lease = timezone.now() + timedelta(minutes=5)
+    OutboxJob.objects.filter(pk=job.pk).update(
+        state=OutboxJob.State.RUNNING, attempts=1, lease_expires_at=lease
+    )
+
+    run(job)
+
+    assert mail.outbox == []
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.lease_expires_at) == (OutboxJob.State.RUNNING, 1, lease)
+
+
+def test_email_send_takes_over_a_message_whose_worker_was_lost_once_its_lease_ended() -> None:
+    job = queued_job()
+    OutboxJob.objects.filter(pk=job.pk).update(
+        state=OutboxJob.State.RUNNING, attempts=1, lease_expires_at=timezone.now()
+    )
+
+    run(job)
+
+    assert len(mail.outbox) == 1
+    job.refresh_from_db()
+    assert (job.state, job.attempts) == (OutboxJob.State.DONE, 2)
+
+
+def test_email_send_sends_a_message_queued_before_the_outbox_once() -> None:
+    """Messages published by the previous release carry the rendered payload itself."""
     payload = json.loads(json.dumps(render_reset()))
 
     email_send.apply(args=(payload,))
     email_send.apply(args=(payload,))
 
     assert len(mail.outbox) == 1
-    assert mail.outbox[0].to == ["alice@example.com"]
-    assert RESET_URL in html_part(mail.outbox[0])
+    job = OutboxJob.objects.get()
+    assert (str(job.pk), job.state, job.label) == (
+        str(uuid.UUID(payload["id"])),
+        OutboxJob.State.DONE,
+        "account/email/password_reset_key",
+    )
 
 
-def test_email_send_skips_a_message_another_worker_is_sending() -> None:
-    payload = render_reset()
-    cache.add(f"email-sent:{payload['id']}", "sending", timeout=300)
-
-    email_send.apply(args=(payload,))
-
-    assert mail.outbox == []
-
-
-def test_email_send_still_sends_when_the_cache_is_down(log_capture: LogCapture) -> None:
-    payload = render_reset()
-    with mock.patch("accounts.tasks.cache") as broken_cache:
-        broken_cache.add.side_effect = broken_cache.set.side_effect = RedisConnectionError("refused")
-
-        email_send.apply(args=(payload,))
+def test_an_email_is_sent_exactly_once_while_the_cache_is_unreachable(
+    stopped_cache: dict[str, Any], django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    """Issue 13, finding 3: a cache that answers nothing (its errors ignored, whatever its client
+    then returns) neither drops nor duplicates a message: the claim is kept in PostgreSQL."""
+    with override_settings(CACHES=stopped_cache):
+        cache.set("probe", 1)
+        assert cache.get("probe") is None  # the cache really keeps nothing
+        with django_capture_on_commit_callbacks(execute=True):
+            email_queue(
+                template_prefix="account/email/password_reset_key",
+                to="alice@example.com",
+                context={"password_reset_url": RESET_URL},
+            )
+        job = OutboxJob.objects.get()
+        run(job)  # the same message delivered again
 
     assert len(mail.outbox) == 1
-    assert f"sending e-mail {payload['id']} without a duplicate guard" in log_capture.output
-
-
-def test_email_send_options_show_celery_only_the_message_id_and_template() -> None:
-    payload = render_reset()
-
-    assert email_send_options(payload) == {
-        "argsrepr": f"(<e-mail {payload['id']} account/email/password_reset_key>,)"
-    }
+    assert mail.outbox[0].to == ["alice@example.com"]
+    assert OutboxJob.objects.get().state == OutboxJob.State.DONE
 
 
 # --- real flows over HTTP -----------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialApp, SocialToken
 from allauth.usersessions.models import UserSession
+from celery import current_app
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core import mail, signing
@@ -21,14 +23,14 @@ from django.core.files.base import ContentFile
 from django.core.serializers.json import DjangoJSONEncoder
 from django.test import Client
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 from rest_framework.test import APIClient
 
-from accounts.models import DataExport, DeviceSession, Membership, Organization, User
+from accounts.models import DataExport, DeviceSession, Membership, Organization, OutboxJob, User
 from accounts.services.exports import data_export_download_token
 from accounts.services.moderation import user_block
-from accounts.tasks import data_exports_expire
+from accounts.services.outbox import jobs_relay
+from accounts.tasks import data_export_build, data_exports_expire
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from accounts.tests.test_deletion import (
     bearer,
@@ -39,7 +41,9 @@ from accounts.tests.test_deletion import (
     sign_in,
     verified_user,
 )
+from accounts.tests.test_outbox import make_due
 from audit.models import AuditEvent
+from config.tests.faults import RedisServer
 from oauth_provider.consent_services import consent_grant
 
 # Exports are built when the request commits (eager Celery here), so these tests really commit.
@@ -416,18 +420,59 @@ def test_the_fifth_export_of_a_day_is_still_allowed() -> None:
     assert api.post(EXPORT_URL).status_code == 429
 
 
-def test_an_unreachable_broker_fails_the_export_instead_of_blocking_the_next_one() -> None:
+def test_an_export_requested_while_the_broker_is_down_is_built_once_it_is_back(broker: RedisServer) -> None:
+    """Issue 13, finding 4: the request neither fails nor waits, and the export is not given up."""
     user = verified_user()
     api = bearer(sign_in(user)["access_token"])
 
-    with mock.patch("accounts.tasks.data_export_build.delay", side_effect=OperationalError("broker down")):
+    with broker.stopped():
+        started = time.monotonic()
         response = api.post(EXPORT_URL)
+        seconds = time.monotonic() - started
 
     assert response.status_code == 202
+    assert seconds < 3, seconds
     export = DataExport.objects.get(user=user)
-    assert export.status == DataExport.Status.FAILED
-    assert api.get(f"{EXPORT_URL}{export.pk}/").json()["status"] == "failed"
-    assert api.post(EXPORT_URL).status_code == 202  # the user can simply ask again
+    assert api.get(f"{EXPORT_URL}{export.pk}/").json()["status"] == "pending"
+    assert api.post(EXPORT_URL).status_code == 409  # still the one in progress
+    [job] = OutboxJob.objects.filter(task="accounts.data_export_build")
+    assert (job.state, job.arguments) == (OutboxJob.State.PENDING, {"export_id": str(export.pk)})
+
+    # The broker is back: the relay publishes the build, and a worker (an eager one here) runs it.
+    current_app.conf.task_always_eager = True
+    make_due(job)
+    assert jobs_relay()["published"] == 1
+
+    assert api.get(f"{EXPORT_URL}{export.pk}/").json()["status"] == "ready"
+    assert OutboxJob.objects.get(pk=job.pk).state == OutboxJob.State.DONE
+    assert [message.subject for message in mail.outbox] == ["[Identity] Your data export is ready"]
+
+
+def test_a_build_message_delivered_twice_builds_once() -> None:
+    user = verified_user()
+    api = bearer(sign_in(user)["access_token"])
+    response = api.post(EXPORT_URL)
+    job = OutboxJob.objects.get(task="accounts.data_export_build")
+
+    data_export_build.apply(args=(str(job.pk),))
+
+    export = DataExport.objects.get(pk=response.json()["id"])
+    assert export.status == DataExport.Status.READY
+    assert len(mail.outbox) == 1
+    assert (
+        AuditEvent.objects.filter(action="accounts.user.data_exported", target_id=str(export.pk)).count() == 1
+    )
+
+
+def test_a_build_message_queued_before_the_outbox_names_the_export() -> None:
+    """Messages published by the previous release carry the export's ID."""
+    user = verified_user()
+    export = DataExport.objects.create(user=user)
+
+    data_export_build.apply(args=(str(export.pk),))
+
+    export.refresh_from_db()
+    assert export.status == DataExport.Status.READY
 
 
 # --- the signed link --------------------------------------------------------------------------
