@@ -107,8 +107,8 @@ def test_a_postgresql_outage_is_a_503_with_retry_after_and_recovers_at_once(serv
 def test_a_hung_postgresql_fails_new_connections_within_the_connect_timeout(service: Service) -> None:
     """A server that accepts connections and never answers (SIGSTOP): libpq would wait for ever.
     Requests that need a new connection get a 503 after DATABASE_CONNECT_TIMEOUT (3 s); the web
-    process keeps answering its liveness probe, and readiness says 503 within its 2 s. (A request already holding a pooled
-    connection waits for the server: docs/operations.md.)"""
+    process keeps answering its liveness probe, and readiness says 503 within its 2 s. (A request
+    already holding a pooled connection waits for the server: docs/operations.md.)"""
     with service.postgres.hung():
         live = service.request("GET", "/health/live", timeout=5)
         ready = service.request("GET", "/health/ready", timeout=10)
