@@ -54,7 +54,7 @@ ENV PATH="/opt/venv/bin:$PATH" \
     MEDIA_ROOT=/app/var/media \
     DJANGO_STATIC_ROOT=/app/staticfiles
 
-# A writable home: gunicorn puts its control socket in ~/.gunicorn.
+# An unprivileged user with a home (gunicorn's control socket is off unless GUNICORN_CONTROL_SOCKET names one).
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app \
         --shell /usr/sbin/nologin app
