@@ -27,9 +27,6 @@ pytestmark = pytest.mark.faults
 
 PASSWORD = "a-Long-enough-pass-8812"
 BOUND_SECONDS = 5
-# Requests answered slowly while Redis recovers, and a loaded 2-core machine: the bound is what
-# the service promises; the margin is only the test's patience.
-MARGIN_SECONDS = 5
 SESSION = "/_allauth/app/v1/auth/session"
 
 
@@ -74,19 +71,37 @@ def sign_out(service: Service, session_token: str) -> Answer:
     return service.request("DELETE", SESSION, headers={"X-Session-Token": session_token}, timeout=30)
 
 
-def seconds_until_refused(service: Service, access_token: str) -> float:
-    """Seconds until `GET /users/me/` refuses the access token, polling."""
-    started = time.monotonic()
-    last: Answer | None = None
-    while time.monotonic() < started + BOUND_SECONDS + MARGIN_SECONDS:
-        last = me(service, access_token)
-        if last.status == 401:
-            return time.monotonic() - started
+# How much later than the bound an answer may still be the old one: the request that read the entry
+# just inside the bound, and the time a loaded machine takes to answer it.
+SLACK_SECONDS = 1.5
+# How long the answers are watched once the bound has passed.
+WATCH_SECONDS = 3
+
+
+def watch(call: Callable[[], object], *, changed_at: float) -> list[tuple[float, object]]:
+    """(seconds after the change, answer) of `call`, repeated until the bound has long passed."""
+    samples = []
+    while time.monotonic() < changed_at + BOUND_SECONDS + SLACK_SECONDS + WATCH_SECONDS:
+        started = time.monotonic()
+        samples.append((started - changed_at, call()))
         time.sleep(0.25)
-    assert last is not None
-    raise AssertionError(
-        f"not refused within {BOUND_SECONDS + MARGIN_SECONDS} s: {last.status} {last.body[:300]!r}"
-    )
+    return samples
+
+
+def assert_bound_holds(samples: list[tuple[float, object]], *, now_status: object) -> None:
+    """Every request started once the bound had passed (since the change) answers `now_status`.
+
+    Within the bound the old answer is allowed, and can come back after a new one: a worker whose
+    cache calls were skipped (its circuit still open after Redis returned) asks the database,
+    another one still believes an entry the database confirmed before the change. That is the
+    promise of 0005: never longer than the bound."""
+    late = [(round(after, 2), status) for after, status in samples if after > BOUND_SECONDS + SLACK_SECONDS]
+    assert late, samples
+    assert {status for _, status in late} == {now_status}, late
+
+
+def me_status(service: Service, access_token: str) -> Callable[[], int]:
+    return lambda: me(service, access_token).status
 
 
 def assert_stays_refused(service: Service, access_token: str) -> None:
@@ -104,11 +119,12 @@ def test_a_sign_out_while_redis_is_down_holds_when_redis_comes_back_with_its_old
     assert me(service, meta["access_token"]).status == 200  # the cache now says "active"
 
     with service.redis.stopped(save=True):  # `SHUTDOWN SAVE`: the snapshot holds "active"
+        changed_at = time.monotonic()
         assert sign_out(service, meta["session_token"]).status == 401  # allauth: signed out
         assert me(service, meta["access_token"]).status == 401  # the database says so meanwhile
 
     # Redis is back with the snapshot taken before the sign-out: the revocation mark never reached it.
-    assert seconds_until_refused(service, meta["access_token"]) <= BOUND_SECONDS + MARGIN_SECONDS
+    assert_bound_holds(watch(me_status(service, meta["access_token"]), changed_at=changed_at), now_status=401)
     assert_stays_refused(service, meta["access_token"])
 
 
@@ -124,13 +140,14 @@ def test_a_sign_out_while_redis_is_hung_holds_once_it_resumes(service: Service) 
     with Load(lambda: me(service, token), concurrency=4) as load:
         with service.redis.hung():
             time.sleep(3)
+            changed_at = time.monotonic()
             signed_out = sign_out(service, meta["session_token"])
             time.sleep(1)
         hang_answers = load.take()
 
     assert signed_out.status == 401
     assert {answer.status for answer in hang_answers} <= {200, 401}
-    assert seconds_until_refused(service, token) <= BOUND_SECONDS + MARGIN_SECONDS
+    assert_bound_holds(watch(me_status(service, token), changed_at=changed_at), now_status=401)
     assert_stays_refused(service, token)
 
 
@@ -139,15 +156,6 @@ def staff_list(service: Service, access_token: str) -> int:
     return service.request(
         "GET", "/api/v1/users/", headers={"Authorization": f"Bearer {access_token}"}, timeout=15
     ).status
-
-
-def seconds_until_status(call: Callable[[], int], status: int) -> float:
-    started = time.monotonic()
-    while time.monotonic() < started + BOUND_SECONDS + MARGIN_SECONDS:
-        if call() == status:
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise AssertionError(f"not {status} within {BOUND_SECONDS + MARGIN_SECONDS} s")
 
 
 def test_deactivation_and_a_role_change_during_a_redis_hang_take_effect_within_the_bound(
@@ -167,6 +175,7 @@ def test_deactivation_and_a_role_change_during_a_redis_hang_take_effect_within_t
         # Staff act from another process (as a staff request served by another worker would): it
         # has no connection to Redis yet, and the invalidations it sends after commit never get
         # past the handshake.
+        changed_at = time.monotonic()
         service.shell(
             "from accounts.models import User\n"
             "from accounts.services.moderation import user_deactivate, user_set_roles\n"
@@ -174,10 +183,11 @@ def test_deactivation_and_a_role_change_during_a_redis_hang_take_effect_within_t
             "user_deactivate(user=User.objects.get(username='dan'), reason='fault test')\n"
         )
 
-    demoted = seconds_until_status(lambda: staff_list(service, moderator), 403)
-    deactivated = seconds_until_refused(service, plain)
-    assert demoted <= BOUND_SECONDS + MARGIN_SECONDS
-    assert deactivated <= BOUND_SECONDS + MARGIN_SECONDS
+    samples = watch(
+        lambda: (staff_list(service, moderator), me(service, plain).status), changed_at=changed_at
+    )
+
+    assert_bound_holds(samples, now_status=(403, 401))  # demoted (the staff list), deactivated
     assert [staff_list(service, moderator) for _ in range(3)] == [403, 403, 403]
     assert_stays_refused(service, plain)
 
