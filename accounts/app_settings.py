@@ -56,3 +56,9 @@ def jobs_republish_after() -> timedelta:
     """How long a published job may wait for a worker before its message is taken to be lost (a
     Redis that restarted empty) and the relay publishes it again."""
     return timedelta(seconds=int(getattr(settings, "ACCOUNTS_JOBS_REPUBLISH_SECONDS", 300)))
+
+
+def jobs_publish_pause_seconds() -> float:
+    """After a failed publish, how long a process leaves its next jobs to the relay instead of
+    making each request try (and maybe wait for) a broker that has just failed."""
+    return float(getattr(settings, "ACCOUNTS_JOBS_PUBLISH_PAUSE_SECONDS", 10))

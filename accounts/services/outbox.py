@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from functools import partial
+from importlib import import_module
 from typing import Any
 
 from celery import current_app
@@ -34,7 +34,7 @@ from kombu import Connection
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from accounts.app_settings import jobs_lease, jobs_republish_after
+from accounts.app_settings import jobs_lease, jobs_publish_pause_seconds, jobs_republish_after
 from accounts.models import OutboxJob
 from config.batches import delete_in_batches
 from config.outages import BROKER, outage_dependency, outage_report
@@ -42,11 +42,8 @@ from config.outages import BROKER, outage_dependency, outage_report
 logger = logging.getLogger(__name__)
 
 # Every broker call of a publish (connect, then each command) gives up after this: a hung Redis
-# costs the request that queued a job about this much, once (see PUBLISH_PAUSE_SECONDS).
+# costs the request that queued a job about this much, once (see jobs_publish_pause_seconds).
 PUBLISH_TIMEOUT_SECONDS = 0.5
-# After a failed publish, a process leaves its next jobs to the relay for this long instead of
-# making each request try (and maybe wait for) a broker that has just failed.
-PUBLISH_PAUSE_SECONDS = 10.0
 # What a failed publish raises: kombu wraps the transport's errors, but a connection that fails
 # while being set up can surface as the Redis client's or the socket's own error.
 PUBLISH_ERRORS = (KombuError, RedisError, OSError)
@@ -77,8 +74,14 @@ def job_enqueue(
     # The key is new and the state is ours: only the fields need checking, without a query.
     job.full_clean(validate_unique=False, validate_constraints=False)
     job.save(force_insert=True)
-    # robust: whatever happens to the publish, the committed change stands and the request answers.
-    transaction.on_commit(partial(_job_publish_after_commit, str(job.pk), task, label), robust=True)
+    job_id_text = str(job.pk)
+
+    def publish_after_commit() -> None:
+        _job_publish_after_commit(job_id_text, task, label)
+
+    # robust: whatever happens to the publish, the committed change stands and the request answers
+    # (the relay publishes the job). A named function: Django logs a failed one by its __qualname__.
+    transaction.on_commit(publish_after_commit, robust=True)
     return job
 
 
@@ -126,12 +129,20 @@ def _broker_connection() -> Iterator[Connection | None]:
 
 def _job_send(*, job_id: str, task: str, connection: Connection | None) -> None:
     """Hand a job to the broker (run it, with eager tasks). The message is the job's ID, also its
-    task ID; no result is stored (the result backend would be one more Redis call to wait on)."""
-    celery_task = current_app.tasks[task]
-    options: dict[str, Any] = {"task_id": job_id, "ignore_result": True}
-    if connection is not None:
-        options.update(connection=connection, retry=False)
-    celery_task.apply_async(args=(job_id,), **options)
+    task ID; no result is stored (the result backend would be one more Redis call to wait on).
+
+    Published by name: a web process need not have imported the module that defines the task
+    (gunicorn workers import tasks modules only when something uses them)."""
+    if connection is None:
+        # Eager tasks (the embedded default): run it here, which needs the task itself, defined in
+        # the tasks module of the app its name starts with ("accounts.email_send": accounts.tasks).
+        if task not in current_app.tasks:
+            import_module(f"{task.split('.', 1)[0]}.tasks")
+        current_app.tasks[task].apply_async(args=(job_id,), task_id=job_id, ignore_result=True)
+        return
+    current_app.send_task(
+        task, args=(job_id,), task_id=job_id, ignore_result=True, connection=connection, retry=False
+    )
 
 
 def _job_publish_after_commit(job_id: str, task: str, label: str) -> None:
@@ -151,7 +162,7 @@ def _job_publish_after_commit(job_id: str, task: str, label: str) -> None:
         with _broker_connection() as connection:
             _job_send(job_id=job_id, task=task, connection=connection)
     except PUBLISH_ERRORS as error:
-        _publish_paused_until = time.monotonic() + PUBLISH_PAUSE_SECONDS
+        _publish_paused_until = time.monotonic() + jobs_publish_pause_seconds()
         outage_report(outage_dependency(error) or BROKER, error)
         return
     # A worker may have claimed it already: then the claim stands.

@@ -49,6 +49,9 @@ from config.settings import *  # noqa: F403
 # Production timings are minutes (docs/decisions/0019-outbox.md); the scenarios need seconds.
 ACCOUNTS_JOBS_LEASE_SECONDS = 4
 ACCOUNTS_JOBS_REPUBLISH_SECONDS = 3
+# A web process that failed to publish leaves its jobs to the relay this long: the scenario of a
+# Redis restarted empty stops the worker (and its relay) and needs the web process to publish.
+ACCOUNTS_JOBS_PUBLISH_PAUSE_SECONDS = 1
 # kombu looks for unacknowledged messages older than the visibility timeout every 10 s x throttle.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     **CELERY_BROKER_TRANSPORT_OPTIONS,  # noqa: F405
