@@ -8,6 +8,7 @@ the scenarios, each leaving its dependencies running again."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 
@@ -35,6 +36,7 @@ def service() -> Iterator[Service]:
         environment={
             "API_THROTTLE_USER": "1000000/minute",
             "RATELIMIT_SIGNIN": "10000/m",
+            "RATELIMIT_SIGNUP": "10000/m",
             # A connection per request (as behind a transaction pooler): each request of the hung
             # PostgreSQL scenario opens one, so the connect timeout is what it meets.
             "DATABASE_CONN_MAX_AGE": "0",
@@ -128,3 +130,38 @@ def test_a_hung_postgresql_fails_new_connections_within_the_connect_timeout(serv
     assert_error_shape(sign_in, status=503, code="service_unavailable")
     assert sign_in.seconds < 10
     assert after.status == 200
+
+
+# --- concurrent sign-ups (finding 6) -----------------------------------------------------------
+
+
+def test_concurrent_sign_ups_with_one_username_answer_400_to_all_but_one(service: Service) -> None:
+    """Eight sign-ups with one username and eight addresses at once, over the running service: one
+    account, and every loser gets the 400 a sequential duplicate gets (the review saw 500s)."""
+    answers: list[Answer] = []
+    barrier = threading.Barrier(8)
+
+    def sign_up(number: int) -> None:
+        barrier.wait(timeout=30)
+        answers.append(
+            service.request(
+                "POST",
+                "/_allauth/app/v1/auth/signup",
+                body={"email": f"twin{number}@example.com", "username": "twin", "password": PASSWORD},
+            )
+        )
+
+    threads = [threading.Thread(target=sign_up, args=(number,)) for number in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sequential = service.request(
+        "POST",
+        "/_allauth/app/v1/auth/signup",
+        body={"email": "late@example.com", "username": "twin", "password": PASSWORD},
+    )
+
+    assert sequential.status == 400
+    assert sorted(answer.status for answer in answers) == [400] * 7 + [401]
+    assert all(answer.json() == sequential.json() for answer in answers if answer.status == 400)
