@@ -10,7 +10,7 @@ PORT ?= 8000
 SITE_URL ?= http://$(HOST):$(PORT)
 TEST_ENV := DJANGO_SETTINGS_MODULE=config.test_settings
 
-.PHONY: run test lint typecheck migrations-check schema-check pytest venv lock worker beat bench clean
+.PHONY: run test test-faults lint typecheck migrations-check schema-check pytest venv lock worker beat bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ schema-check: venv
 
 pytest: venv
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# Redis, PostgreSQL and workers stopped, hung and restarted under load (config/tests/faults.py):
+# each test starts its own servers. A few minutes; CI runs it after `make test`.
+test-faults: venv
+	$(BIN)/pytest -m faults $(PYTEST_ARGS)
 
 worker: venv
 	$(BIN)/celery -A config worker --loglevel=INFO
