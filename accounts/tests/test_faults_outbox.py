@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -195,26 +194,7 @@ class Outbox:
     def worker_start(self) -> None:
         """The worker with its embedded beat (the relay runs every few seconds), once it is ready."""
         self.worker_log_offset = len(self.service.log("worker"))
-        self.service._spawn(
-            "worker",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",
-                "-l",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--beat",
-                "--schedule",
-                str(self.service.folder / "beat-schedule"),
-            ],
-        )
+        self.service.start_worker(beat=True)
         wait_until(
             lambda: " ready." in self.worker_log(),
             timeout=60,

@@ -15,13 +15,17 @@ The service is gunicorn in production mode against its own Redis and PostgreSQL
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from config.tests.faults import Answer, Load, PostgresServer, RedisServer, Service, scratch_folder
+from config.tests.faults import (
+    Answer,
+    Load,
+    Service,
+    running_service,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -32,33 +36,18 @@ SESSION = "/_allauth/app/v1/auth/session"
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[Service]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is needed for the fault tests (CI installs it)")
-    folder = scratch_folder("faults-revocation-")
-    redis = RedisServer(folder).start()
-    postgres = PostgresServer(folder).start()
-    running = Service(
-        folder,
-        redis=redis,
-        postgres=postgres,
+    with running_service(
+        "faults-revocation-",
         environment={
             "ACCOUNTS_AUTH_CACHE_SECONDS": str(BOUND_SECONDS),
             # A moderator without a second factor may work (the MFA requirement is not under test).
             "ACCOUNTS_MFA_REQUIRED_ROLES": "admin",
             "ACCOUNTS_MFA_REQUIRED_FOR_STAFF": "false",
-            "API_THROTTLE_USER": "1000000/minute",
-            "RATELIMIT_SIGNIN": "10000/m",
         },
-    )
-    try:
-        running.start()
-        for username in ("ann", "bob", "cleo", "dan", "eve"):
-            running.create_user(username, PASSWORD)
+        users=("ann", "bob", "cleo", "dan", "eve"),
+        password=PASSWORD,
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        redis.stop()
-        postgres.destroy()
 
 
 def me(service: Service, access_token: str) -> Answer:

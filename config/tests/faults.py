@@ -382,7 +382,10 @@ class Service:
             self.start_worker()
         return self
 
-    def start_worker(self) -> None:
+    def start_worker(self, *, beat: bool = False) -> None:
+        """A Celery worker (solo pool) on the service's broker; with `beat`, its embedded beat too
+        (the periodic jobs, the outbox relay among them)."""
+        schedule = ["--beat", "--schedule", str(self.folder / "beat-schedule")] if beat else []
         self._spawn(
             "worker",
             [
@@ -398,6 +401,7 @@ class Service:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *schedule,
             ],
         )
 
@@ -466,6 +470,45 @@ class Service:
             raise AssertionError(f"sign-in failed: {answer.status} {answer.body[:500]!r}")
         meta: dict[str, Any] = answer.json()["meta"]
         return meta
+
+
+# Fault tests load the service as one very busy user from one address: its rate limits, which are
+# not what they test, are lifted.
+NO_RATE_LIMITS = {
+    "API_THROTTLE_USER": "1000000/minute",
+    "RATELIMIT_SIGNIN": "10000/m",
+    "RATELIMIT_SIGNUP": "10000/m",
+    "RATELIMIT_PASSWORD_RESET": "10000/m",
+}
+
+
+@contextlib.contextmanager
+def running_service(
+    prefix: str,
+    *,
+    environment: Mapping[str, str] | None = None,
+    users: tuple[str, ...] = (),
+    password: str = "",
+) -> Iterator[Service]:
+    """A Redis, a PostgreSQL and the service on them (rate limits lifted, `environment` on top),
+    with `users` made (verified, `password`); everything stopped and removed afterwards."""
+    if shutil.which("redis-server") is None:
+        raise RuntimeError("redis-server is needed for the fault tests (CI installs it)")
+    folder = scratch_folder(prefix)
+    redis = RedisServer(folder).start()
+    postgres = PostgresServer(folder).start()
+    service = Service(
+        folder, redis=redis, postgres=postgres, environment={**NO_RATE_LIMITS, **(environment or {})}
+    )
+    try:
+        service.start()
+        for username in users:
+            service.create_user(username, password)
+        yield service
+    finally:
+        service.stop()
+        redis.stop()
+        postgres.destroy()
 
 
 @dataclass

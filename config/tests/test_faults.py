@@ -7,14 +7,18 @@ the scenarios, each leaving its dependencies running again."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from config.tests.faults import Answer, Load, PostgresServer, RedisServer, Service, scratch_folder
+from config.tests.faults import (
+    Answer,
+    Load,
+    Service,
+    running_service,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -23,33 +27,17 @@ PASSWORD = "a-Long-enough-pass-8812"
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[Service]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is needed for the fault tests (CI installs it)")
-    folder = scratch_folder("faults-")
-    redis = RedisServer(folder).start()
-    postgres = PostgresServer(folder).start()
-    # The load is one very busy user on one address: the rate limits are not under test here.
-    running = Service(
-        folder,
-        redis=redis,
-        postgres=postgres,
+    with running_service(
+        "faults-",
         environment={
-            "API_THROTTLE_USER": "1000000/minute",
-            "RATELIMIT_SIGNIN": "10000/m",
-            "RATELIMIT_SIGNUP": "10000/m",
             # A connection per request (as behind a transaction pooler): each request of the hung
             # PostgreSQL scenario opens one, so the connect timeout is what it meets.
             "DATABASE_CONN_MAX_AGE": "0",
         },
-    )
-    try:
-        running.start()
-        running.create_user("faulty", PASSWORD)
+        users=("faulty",),
+        password=PASSWORD,
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        redis.stop()
-        postgres.destroy()
 
 
 def assert_error_shape(answer: Answer, *, status: int, code: str) -> None:

@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 
-from config.tests.faults import Answer, Load, PostgresServer, RedisServer, Service, scratch_folder, wait_until
+from config.tests.faults import (
+    Answer,
+    Load,
+    RedisServer,
+    Service,
+    running_service,
+    scratch_folder,
+    wait_until,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -32,31 +40,8 @@ OUTAGE_SECONDS = 8
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[Service]:
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is needed for the fault tests (CI installs it)")
-    folder = scratch_folder("faults-redis-")
-    redis = RedisServer(folder).start()
-    postgres = PostgresServer(folder).start()
-    # One busy user on one address: the per-IP and per-user limits are not under test here.
-    running = Service(
-        folder,
-        redis=redis,
-        postgres=postgres,
-        environment={
-            "API_THROTTLE_USER": "1000000/minute",
-            "RATELIMIT_SIGNIN": "10000/m",
-            "RATELIMIT_SIGNUP": "10000/m",
-            "RATELIMIT_PASSWORD_RESET": "10000/m",
-        },
-    )
-    try:
-        running.start()
-        running.create_user("steady", PASSWORD)
+    with running_service("faults-redis-", environment={}, users=("steady",), password=PASSWORD) as running:
         yield running
-    finally:
-        running.stop()
-        redis.stop()
-        postgres.destroy()
 
 
 @pytest.fixture(scope="module")
