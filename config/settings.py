@@ -558,7 +558,8 @@ RATELIMIT_USE_CACHE = "default"
 RATELIMIT_VIEW = "config.views.rate_limited"
 if not REDIS_URL and DEBUG:
     # The embedded default has no shared cache: counters are per process, which is fine for a
-    # single-node first run (docs/decisions/0003-embedded-default.md). Production needs Redis.
+    # single-node first run (docs/decisions/0003-embedded-default-and-production-mode.md).
+    # Production needs Redis.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- brute-force protection (config.sign_in_protection, accounts.lockout; docs/decisions/0006) -
