@@ -27,7 +27,7 @@ from accounts.emails import email_queue
 from accounts.encryption import secret_decrypt, secret_encrypt
 from accounts.exceptions import RefreshTokenRejected
 from accounts.models import User
-from accounts.selectors_mfa import authentication_records
+from accounts.selectors.mfa import authentication_records
 from accounts.services import device_session_refresh, device_session_start, user_create
 from accounts.tokens import DEVICE_SESSION_ID_KEY
 from accounts.validators import UsernameValidator, email_address_canonical
@@ -73,7 +73,7 @@ class AccountAdapter(DefaultAccountAdapter):
         link is e-mailed, and the page (or, headless, a 403 `account_pending_deletion`) says so.
         """
         from accounts.services.deletion import user_deletion_remind
-        from accounts.views import DELETION_PENDING_SESSION_KEY
+        from accounts.views.deletion import DELETION_PENDING_SESSION_KEY
 
         purge_after = user_deletion_remind(user=user) if isinstance(user, User) else None
         if purge_after is None:

@@ -22,7 +22,7 @@ from rest_framework_simplejwt.tokens import Token
 
 from accounts.exceptions import MFAEnrollmentRequired
 from accounts.models import User
-from accounts.selectors_mfa import user_mfa_missing
+from accounts.selectors.mfa import user_mfa_missing
 from accounts.tokens import access_token_user
 
 # What a user who still has to set up a required second factor may call.

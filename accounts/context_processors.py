@@ -6,7 +6,7 @@ from django.http import HttpRequest
 
 from accounts.middleware import RESUMABLE_PATHS, RESUME_SESSION_KEY
 from accounts.models import User
-from accounts.selectors_mfa import user_mfa_missing
+from accounts.selectors.mfa import user_mfa_missing
 
 MFA_PAGES_PREFIX = "/accounts/2fa/"
 

@@ -6,7 +6,7 @@ user's authenticator. They are encrypted with Fernet (AES-128-CBC + HMAC-SHA256)
 derived from `MFA_ENCRYPTION_KEYS` (the first encrypts; the others still decrypt, for rotation),
 or by default from `DJANGO_SECRET_KEY` and its fallbacks, so rotating the secret key the usual
 way (old key into `DJANGO_SECRET_KEY_FALLBACKS`) keeps every factor readable. Nothing but
-`manage.py secrets_reencrypt` (accounts.services.encryption) moves stored values to the first key,
+`manage.py secrets_reencrypt` (accounts.services.secrets) moves stored values to the first key,
 which must run before an old key is dropped.
 """
 

@@ -2,7 +2,7 @@
 change with the account lockout, and the sign-up that costs the same for a taken address.
 
 allauth's headless views build their inputs from allauth's forms directly (MFA_FORMS only reaches
-its browser pages), so these subclasses swap in accounts.forms_mfa and are routed ahead of
+its browser pages), so these subclasses swap in accounts.forms.mfa and are routed ahead of
 allauth's own URLs in config/urls.py, at the same paths.
 """
 
@@ -32,8 +32,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import Throttled
 
-from accounts.forms_allauth import TakenAddressSignUpMixin, sign_up_conflict_refused
-from accounts.forms_mfa import (
+from accounts.forms.account import TakenAddressSignUpMixin, sign_up_conflict_refused
+from accounts.forms.mfa import (
     MFAActivateTOTPForm,
     MFAAuthenticateForm,
     MFAAuthenticateWebAuthnForm,

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from accounts.models import User
-from accounts.selectors_mfa import user_mfa_missing
+from accounts.selectors.mfa import user_mfa_missing
 from audit.services import audit_record
 
 # What such a user may still reach: setting up the factor (allauth's MFA pages, which may first

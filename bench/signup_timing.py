@@ -61,7 +61,7 @@ PRODUCTION_HASHERS = [hasher for hasher in settings.PASSWORD_HASHERS if "MD5" no
 @contextmanager
 def before_the_fix() -> Iterator[None]:
     """The taken-address path as it was: none of the new account's work."""
-    with mock.patch("accounts.forms_allauth.user_sign_up_with_taken_address"):
+    with mock.patch("accounts.forms.account.user_sign_up_with_taken_address"):
         yield
 
 

@@ -386,7 +386,7 @@ SPECTACULAR_SETTINGS = {
         "ErrorCode429Enum": "drf_standardized_errors.openapi_serializers.ErrorCode429Enum.choices",
         "ErrorCode500Enum": "drf_standardized_errors.openapi_serializers.ErrorCode500Enum.choices",
         # An invitation's `state`, by a name no other resource's `state` can clash with.
-        "InvitationStateEnum": "accounts.selectors_organizations.InvitationState",
+        "InvitationStateEnum": "accounts.selectors.organizations.InvitationState",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_standardized_errors.openapi_hooks.postprocess_schema_enums",
@@ -434,8 +434,8 @@ ACCOUNT_REAUTHENTICATION_TIMEOUT = env.int("ACCOUNTS_STEP_UP_SECONDS", default=6
 # A wrong current password on a password change counts toward the lockout (accounts.lockout); a
 # sign-up with a taken address costs what a new one does (no timing enumeration).
 ACCOUNT_FORMS = {
-    "change_password": "accounts.forms_allauth.ChangePasswordForm",
-    "signup": "accounts.forms_allauth.SignupForm",
+    "change_password": "accounts.forms.account.ChangePasswordForm",
+    "signup": "accounts.forms.account.SignupForm",
 }
 HEADLESS_CLIENTS = ("app", "browser")
 HEADLESS_TOKEN_STRATEGY = "accounts.adapter.DeviceTokenStrategy"  # noqa: S105 - a class path
@@ -453,12 +453,12 @@ MFA_TOTP_ISSUER = env.str("MFA_TOTP_ISSUER", default=_site_host)
 MFA_TOTP_TOLERANCE = 1  # the code of the previous and next 30-second step is accepted too
 # Codes are checked by our forms: strict replay protection, e-mail fallback codes, lockout.
 MFA_FORMS = {
-    "authenticate": "accounts.forms_mfa.MFAAuthenticateForm",
-    "reauthenticate": "accounts.forms_mfa.MFAReauthenticateForm",
-    "authenticate_webauthn": "accounts.forms_mfa.MFAAuthenticateWebAuthnForm",
-    "reauthenticate_webauthn": "accounts.forms_mfa.MFAReauthenticateWebAuthnForm",
-    "login_webauthn": "accounts.forms_mfa.MFALoginWebAuthnForm",
-    "activate_totp": "accounts.forms_mfa.MFAActivateTOTPForm",
+    "authenticate": "accounts.forms.mfa.MFAAuthenticateForm",
+    "reauthenticate": "accounts.forms.mfa.MFAReauthenticateForm",
+    "authenticate_webauthn": "accounts.forms.mfa.MFAAuthenticateWebAuthnForm",
+    "reauthenticate_webauthn": "accounts.forms.mfa.MFAReauthenticateWebAuthnForm",
+    "login_webauthn": "accounts.forms.mfa.MFALoginWebAuthnForm",
+    "activate_totp": "accounts.forms.mfa.MFAActivateTOTPForm",
 }
 USERSESSIONS_TRACK_ACTIVITY = True
 

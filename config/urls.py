@@ -10,9 +10,10 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from accounts import headless as account_headless
-from accounts import views as account_views
-from accounts import views_mfa as mfa_views
-from accounts import views_organizations as organization_views
+from accounts.views import account as account_views
+from accounts.views import deletion as deletion_views
+from accounts.views import mfa as mfa_views
+from accounts.views import organizations as organization_views
 from config import health, views
 from oauth_provider import views_applications as oauth_application_views
 from oauth_provider import views_authorize as oauth_authorize_views
@@ -57,22 +58,23 @@ headless_urlpatterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("admin/", admin.site.urls),
-    # Account deletion's browser pages (accounts/views.py), beside allauth's.
-    path("accounts/deletion/undo/", account_views.deletion_undo, name="account_deletion_undo"),
-    path("accounts/deletion/pending/", account_views.deletion_pending, name="account_deletion_pending"),
-    # The e-mailed invitation to an organization (accounts/views_organizations.py).
+    # Account deletion's browser pages (accounts/views/deletion.py), beside allauth's.
+    path("accounts/deletion/undo/", deletion_views.deletion_undo, name="account_deletion_undo"),
+    path("accounts/deletion/pending/", deletion_views.deletion_pending, name="account_deletion_pending"),
+    # The e-mailed invitation to an organization (accounts/views/organizations.py).
     path(
         "accounts/organizations/invitations/accept/",
         organization_views.invitation_accept_page,
         name="organization_invitation_accept",
     ),
-    # The second factor's page with the e-mailed fallback code (accounts/views_mfa.py).
+    # The second factor's page with the e-mailed fallback code (accounts/views/mfa.py).
     path("accounts/2fa/authenticate/", mfa_views.MFAAuthenticatePageView.as_view()),
     path("accounts/2fa/email-code/", mfa_views.email_code_request, name="mfa_email_code"),
     # allauth's sign-in page filled from an authorization request's login_hint, and the
     # applications the user authorized (oauth_provider/views_authorize.py, views_applications.py).
     path("accounts/login/", oauth_authorize_views.LoginHintLoginView.as_view()),
-    # allauth's sign-up page, a username lost to a concurrent sign-up answered as a taken one.
+    # allauth's sign-up page, a username lost to a concurrent sign-up answered as a taken one
+    # (accounts/views/account.py).
     path("accounts/signup/", account_views.SignupPageView.as_view()),
     path(
         "accounts/applications/",

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.http import HttpRequest
 
-from accounts.selectors_mfa import amr_of, auth_time_of, authentication_records
+from accounts.selectors.mfa import amr_of, auth_time_of, authentication_records
 from oauth_provider.models import IDTokenAuthentication
 
 if TYPE_CHECKING:

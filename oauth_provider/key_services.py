@@ -26,7 +26,7 @@ from oauth2_provider.settings import oauth2_settings
 
 from accounts.encryption import secret_encrypt, secret_reencrypt
 from accounts.models import User
-from accounts.services.encryption import ReencryptionCounts
+from accounts.services.secrets import ReencryptionCounts
 from audit.services import audit_record
 from oauth_provider.keys import (
     jwks_max_age_seconds,
@@ -316,7 +316,7 @@ def signing_keys_rotate(*, actor: User | None = None) -> RotationStep:
 def signing_keys_reencrypt() -> ReencryptionCounts:
     """Encrypt every stored private key under the first encryption key; report the kids no key decrypts.
 
-    Part of `accounts.services.encryption.secrets_reencrypt`, which records the one audit event
+    Part of `accounts.services.secrets.secrets_reencrypt`, which records the one audit event
     of the run. One short transaction under the lock every key change takes (the table is tiny).
     A key already under the first key, or unreadable, is left as it is.
     """

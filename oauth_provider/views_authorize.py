@@ -42,7 +42,7 @@ from oauthlib.openid.connect.core.exceptions import InteractionRequired
 
 from accounts.middleware import RESUME_SESSION_KEY, mfa_enrolment_redirect
 from accounts.models import User
-from accounts.selectors_mfa import user_mfa_missing
+from accounts.selectors.mfa import user_mfa_missing
 from oauth_provider.claims import SignIn, sign_in_of
 from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application, Consent

@@ -29,7 +29,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
-from accounts.selectors_organizations import invitation_state, organizations_with_member_count
+from accounts.selectors.organizations import invitation_state, organizations_with_member_count
 from accounts.services.organizations import (
     membership_create,
     membership_remove,

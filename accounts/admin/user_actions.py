@@ -29,10 +29,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from accounts.forms import UserActionReasonForm
+from accounts.forms.users import UserActionReasonForm
 from accounts.models import User
 from accounts.policies import policy_allows
-from accounts.selectors_mfa import authentication_records, reauthenticated_recently
+from accounts.selectors.mfa import authentication_records, reauthenticated_recently
 from accounts.services.mfa import user_mfa_reset
 from accounts.services.moderation import (
     user_deactivate,

@@ -58,7 +58,7 @@ from accounts.admin.user_inlines import (
     USER_INLINES,
     inline_show_change_link,
 )
-from accounts.forms import UserChangeForm, UserCreationForm, UserEmailChangeForm
+from accounts.forms.users import UserChangeForm, UserCreationForm, UserEmailChangeForm
 from accounts.models import User, UserQuerySet
 from accounts.models.users import MFA_FACTOR_TYPES
 from accounts.policies import policy_allows

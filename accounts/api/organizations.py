@@ -31,7 +31,7 @@ from accounts.api.permissions import PolicyPermission
 from accounts.api.schema import error_response
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
 from accounts.policies import policy_allows
-from accounts.selectors_organizations import (
+from accounts.selectors.organizations import (
     InvitationState,
     invitation_list_open,
     invitation_state,

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from accounts.app_settings import step_up_max_age
 from accounts.exceptions import ReauthenticationRequired
 from accounts.policies import policy_allows
-from accounts.selectors_mfa import authentication_records, device_session_records, reauthenticated_recently
+from accounts.selectors.mfa import authentication_records, device_session_records, reauthenticated_recently
 from accounts.tokens import SESSION_CLAIM
 
 

@@ -37,7 +37,7 @@ from accounts.api.serializers import (
 )
 from accounts.models import User, UserBlock, UserQuerySet
 from accounts.policies import policy_allows
-from accounts.selectors import user_with_details, users_blocked_by, users_visible_to
+from accounts.selectors.users import user_with_details, users_blocked_by, users_visible_to
 from accounts.services import user_update_profile
 from accounts.services.mfa import user_mfa_reset
 from accounts.services.moderation import (

@@ -21,7 +21,7 @@ from accounts.api.serializers import (
 )
 from accounts.exceptions import DeviceNotFound
 from accounts.models import User
-from accounts.selectors import signed_in_device_list
+from accounts.selectors.sessions import signed_in_device_list
 from accounts.services import (
     device_session_refresh,
     signed_in_device_revoke,

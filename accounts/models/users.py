@@ -303,7 +303,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def requires_mfa(self) -> bool:
         """The user's roles (or staff flag) oblige them to have a second factor."""
-        from accounts.selectors_mfa import user_requires_mfa
+        from accounts.selectors.mfa import user_requires_mfa
 
         return user_requires_mfa(self)
 

@@ -34,7 +34,7 @@ from rest_framework.exceptions import Throttled
 from accounts import app_settings
 from accounts.emails import email_queue
 from accounts.models import DeviceSession, EmailCode, User
-from accounts.selectors_mfa import user_may_use_email_codes
+from accounts.selectors.mfa import user_may_use_email_codes
 from accounts.services.moderation import revoked_for_audit, user_revoke_everything
 from accounts.tokens import user_forget
 from audit.services import audit_record

@@ -32,7 +32,7 @@ from rest_framework.exceptions import APIException
 from accounts.emails import email_queue
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
 from accounts.policies import organization_roles_forget, policy_allows
-from accounts.selectors_organizations import InvitationState, invitation_state
+from accounts.selectors.organizations import InvitationState, invitation_state
 from accounts.validators import email_address_canonical
 from audit.services import audit_record
 

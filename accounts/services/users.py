@@ -27,7 +27,7 @@ from accounts.emails import email_new_device_notice
 from accounts.exceptions import DeviceNotFound, RefreshTokenRejected
 from accounts.lockout import user_get_by_identifier
 from accounts.models import DeviceSession, User
-from accounts.selectors_mfa import amr_of, auth_time_of, authentication_records
+from accounts.selectors.mfa import amr_of, auth_time_of, authentication_records
 from accounts.tokens import SESSION_CLAIM, TokenPair, device_session_mark_revoked, token_pair_issue
 from audit.models import AuditEvent
 from audit.services import audit_record
@@ -350,7 +350,7 @@ def browser_session_end(*, user_session: UserSession) -> None:
 @transaction.atomic
 def signed_in_device_revoke(*, user: User, device_id: uuid.UUID) -> None:
     """Sign the user out on one device (an app's device session or a browser session)."""
-    from accounts.selectors import browser_session_get
+    from accounts.selectors.sessions import browser_session_get
 
     session = DeviceSession.objects.filter(user=user, pk=device_id).active().first()
     if session is not None:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
-from accounts.selectors_organizations import organization_memberships_of
+from accounts.selectors.organizations import organization_memberships_of
 from accounts.services.moderation import user_set_roles
 from accounts.services.organizations import (
     InvitationEmailMismatch,

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services.encryption import DEFAULT_BATCH_SIZE, ReencryptionCounts, secrets_reencrypt
+from accounts.services.secrets import DEFAULT_BATCH_SIZE, ReencryptionCounts, secrets_reencrypt
 
 ALL_UNDER_FIRST_KEY = "Every stored secret is under the first key: older keys are no longer needed for them."
 

@@ -6,16 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from allauth.account.views import SignupView as AllauthSignupView
 from django.core.exceptions import ValidationError
-from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
-from accounts.forms_allauth import sign_up_conflict_refused
 from accounts.services.deletion import deletion_purge_after, deletion_undo_token_user, user_cancel_deletion
 
 # Set by AccountAdapter.respond_user_inactive once the password of an account pending deletion
@@ -66,15 +63,3 @@ def deletion_pending(request: HttpRequest) -> HttpResponse:
     if purge_after is None:
         return redirect("account_login")
     return render(request, "account/deletion_pending.html", {"purge_after": purge_after})
-
-
-class SignupPageView(AllauthSignupView):
-    """allauth's sign-up page, answering a username lost to a concurrent sign-up like a taken one."""
-
-    def form_valid(self, form: BaseForm) -> HttpResponse:
-        try:
-            return super().form_valid(form)
-        except ValidationError as error:
-            if not sign_up_conflict_refused(form, error):
-                raise
-            return self.form_invalid(form)

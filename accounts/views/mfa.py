@@ -14,7 +14,7 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 from rest_framework.exceptions import Throttled
 
-from accounts.selectors_mfa import user_may_use_email_codes
+from accounts.selectors.mfa import user_may_use_email_codes
 from accounts.services.mfa import email_code_address, email_code_send
 
 

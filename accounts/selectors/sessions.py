@@ -1,4 +1,4 @@
-"""Reads with rules for the accounts app."""
+"""Reads of the devices a user is signed in on: app device sessions and browser sessions."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from allauth.usersessions.models import UserSession
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from accounts.models import DeviceSession, Membership, User, UserBlock, UserQuerySet
+from accounts.models import DeviceSession, User
 
 BROWSER_SESSION_NAMESPACE = uuid.UUID("0b6f8a52-4f0e-4b8e-9f55-2f1d6c1f3a10")
 
@@ -74,29 +73,3 @@ def browser_session_get(*, user: User, public_id: uuid.UUID) -> UserSession | No
         if browser_session_public_id(user_session) == public_id:
             return user_session
     return None
-
-
-def users_visible_to(*, viewer: User) -> UserQuerySet:
-    """The users `viewer` may know exist: staff see everyone; others see active users who have not
-    blocked them (a block hides the blocker: a 404, never a 403), and themselves."""
-    from accounts.policies import policy_allows
-
-    if policy_allows(viewer, "accounts.list_users"):
-        return User.objects.all()
-    blocked_viewer = UserBlock.objects.filter(blocker=OuterRef("pk"), blocked_id=viewer.pk)
-    return User.objects.filter(Q(is_active=True) & ~Exists(blocked_viewer) | Q(pk=viewer.pk))
-
-
-def users_blocked_by(*, user: User) -> QuerySet[UserBlock]:
-    """The caller's blocks, newest first, with the blocked users' profiles."""
-    return UserBlock.objects.filter(blocker=user).select_related("blocked").order_by("-created_at", "-pk")
-
-
-def user_with_details(*, user_id: object) -> User:
-    """A user with what `me` and the staff record show, in a constant number of queries."""
-    memberships = Membership.objects.select_related("organization").order_by("organization__name")
-    return (
-        User.objects.for_staff_list()
-        .prefetch_related(Prefetch("memberships", queryset=memberships))
-        .get(pk=user_id)
-    )
