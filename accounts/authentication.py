@@ -35,7 +35,11 @@ def refuse_missing_required_mfa(request: Request, user: Any) -> None:
         and (request.method, request.path_info) not in MFA_ENROLLMENT_ALLOWED  # path_info: SCRIPT_NAME-proof
         and user_mfa_missing(user)
     ):
-        raise MFAEnrollmentRequired()
+        # DRF's own exception, not the service refusal: only for DRF's own does Request._authenticate
+        # leave the request anonymous, rather than authenticating again at the next request.user.
+        raise exceptions.PermissionDenied(
+            MFAEnrollmentRequired.default_detail, code=MFAEnrollmentRequired.default_code
+        )
 
 
 class DeviceSessionJWTAuthentication(JWTAuthentication):

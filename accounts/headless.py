@@ -8,7 +8,6 @@ allauth's own URLs in config/urls.py, at the same paths.
 
 from __future__ import annotations
 
-import math
 from http import HTTPStatus
 from typing import Any
 
@@ -32,6 +31,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from rest_framework.exceptions import Throttled
 
+from accounts.exceptions import RateLimited
 from accounts.forms.account import TakenAddressSignUpMixin, sign_up_conflict_refused
 from accounts.forms.mfa import (
     MFAActivateTOTPForm,
@@ -141,14 +141,16 @@ class EmailCodeRequestAPIView(AuthenticationStageAPIView):
             email_code = email_code_send(user=self.stage.login.user)
         except ValidationError as error:
             return ErrorResponse(request, exception=error)
-        except Throttled as error:
-            # The project's 429 everywhere: code `throttled`, and whole seconds rounded up.
+        except RateLimited as error:
+            # The project's 429 everywhere: code `throttled`, the words of the DRF API's 429, and
+            # whole seconds.
+            message = Throttled(wait=error.retry_after, detail=error.detail).detail
             response = ErrorResponse(
                 request,
                 status=HTTPStatus.TOO_MANY_REQUESTS,
-                exception=ValidationError(str(error.detail), code="throttled"),
+                exception=ValidationError(str(message), code="throttled"),
             )
-            response["Retry-After"] = str(max(math.ceil(getattr(error, "wait", None) or 1), 1))
+            response["Retry-After"] = str(error.retry_after)
             return response
         return APIResponse(request, data={"sent_to": _masked(email_code.sent_to)}, status=HTTPStatus.OK)
 

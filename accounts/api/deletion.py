@@ -22,10 +22,10 @@ from rest_framework.views import APIView
 
 from accounts.api.permissions import step_up_required
 from accounts.api.schema import REAUTHENTICATION_REQUIRED_RESPONSE, error_response
+from accounts.exceptions import DataExportLinkExpired
 from accounts.models import DataExport, User
 from accounts.services.deletion import user_cancel_deletion, user_request_deletion
 from accounts.services.exports import (
-    DataExportLinkExpired,
     data_export_download_url,
     data_export_for_download,
     data_export_get,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 from datetime import datetime, timedelta
 from functools import partial
@@ -21,10 +22,15 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
-from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound, Throttled
 
 from accounts.emails import email_queue
+from accounts.exceptions import (
+    DataExportInProgress,
+    DataExportLinkExpired,
+    DataExportLinkInvalid,
+    DataExportNotFound,
+    RateLimited,
+)
 from accounts.models import DataExport, DeviceSession, Membership, User, UserBlock
 from accounts.services.outbox import job_enqueue
 from audit.models import AuditEvent
@@ -43,24 +49,6 @@ EXPORT_RATE_WINDOW = timedelta(hours=24)
 PENDING_EXPORT_STALE_AFTER = timedelta(hours=1)
 # A build that crashes its worker (out of memory, say) is tried this often in all.
 DATA_EXPORT_BUILD_MAX_ATTEMPTS = 3
-
-
-class DataExportInProgress(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "An export of your data is already being prepared."
-    default_code = "export_in_progress"
-
-
-class DataExportLinkInvalid(APIException):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_detail = "This download link is not valid."
-    default_code = "export_link_invalid"
-
-
-class DataExportLinkExpired(APIException):
-    status_code = status.HTTP_410_GONE
-    default_detail = "This download link has expired. Request a new export."
-    default_code = "export_link_expired"
 
 
 def data_export_link_lifetime() -> timedelta:
@@ -87,9 +75,9 @@ def data_export_request(*, user: User) -> DataExport:
     )
     if len(recent) >= EXPORTS_PER_DAY:
         wait = (recent[-1] + EXPORT_RATE_WINDOW - now).total_seconds()
-        raise Throttled(
-            wait=max(wait, 1),
-            detail=f"You can request {EXPORTS_PER_DAY} exports a day.",
+        raise RateLimited(
+            f"You can request {EXPORTS_PER_DAY} exports a day.",
+            retry_after=max(math.ceil(wait), 1),
             code="export_limit_reached",
         )
     export = DataExport(user=user)
@@ -108,10 +96,10 @@ def data_export_request(*, user: User) -> DataExport:
 
 
 def data_export_get(*, user: User, export_id: Any) -> DataExport:
-    """One of the user's own exports; 404 for any other."""
+    """One of the user's own exports; `DataExportNotFound` for any other."""
     export = DataExport.objects.filter(user=user, pk=export_id).first()
     if export is None:
-        raise NotFound("No such export.")
+        raise DataExportNotFound()
     return export
 
 

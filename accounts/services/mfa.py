@@ -16,6 +16,7 @@ Decisions: docs/decisions/0012-mfa-and-step-up.md.
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,10 +30,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
-from rest_framework.exceptions import Throttled
 
 from accounts import app_settings
 from accounts.emails import email_queue
+from accounts.exceptions import RateLimited
 from accounts.models import DeviceSession, EmailCode, User
 from accounts.selectors.mfa import user_may_use_email_codes
 from accounts.services.moderation import revoked_for_audit, user_revoke_everything
@@ -185,7 +186,7 @@ def email_code_send(*, user: User) -> EmailCode:
     """E-mail the user a fresh 6-digit code for the second factor of the sign-in in progress.
 
     Refused with `email_code_unavailable` when e-mail codes are off, the user's role needs a real
-    second factor, or no address is verified; 429 `throttled` past the per-window allowance.
+    second factor, or no address is verified; `RateLimited` past the per-window allowance.
     """
     address = email_code_address(user)
     if not user_may_use_email_codes(user) or address is None:
@@ -202,7 +203,7 @@ def email_code_send(*, user: User) -> EmailCode:
     )
     if len(recent) >= app_settings.mfa_email_codes_per_window():
         wait = (recent[0] + app_settings.mfa_email_code_window() - now).total_seconds()
-        raise Throttled(wait=max(wait, 1), detail="Too many codes were sent. Retry later.")
+        raise RateLimited("Too many codes were sent. Retry later.", retry_after=max(math.ceil(wait), 1))
     EmailCode.objects.filter(user=user, used_at__isnull=True, expires_at__gt=now).update(expires_at=now)
     code = f"{secrets.randbelow(10**EMAIL_CODE_DIGITS):0{EMAIL_CODE_DIGITS}d}"
     email_code = EmailCode(

@@ -26,10 +26,15 @@ from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework import status
-from rest_framework.exceptions import APIException
 
 from accounts.emails import email_queue
+from accounts.exceptions import (
+    InvitationEmailMismatch,
+    InvitationEmailUnverified,
+    InvitationExpired,
+    InvitationRevoked,
+    InvitationUsed,
+)
 from accounts.models import Invitation, Membership, Organization, OrganizationRole, User
 from accounts.policies import organization_roles_forget, policy_allows
 from accounts.selectors.organizations import InvitationState, invitation_state
@@ -47,46 +52,6 @@ slug_validator = RegexValidator(
     "Use lowercase letters, digits and single hyphens between them.",
     code="invalid",
 )
-
-
-# --- refusals of an invitation link that are not input errors --------------------------------
-
-
-class InvitationRefused(APIException):
-    """A well-formed invitation token that cannot be accepted (now, or by this user)."""
-
-
-class InvitationExpired(InvitationRefused):
-    status_code = status.HTTP_410_GONE
-    default_detail = "This invitation has expired. Ask the organization for a new one."
-    default_code = "invitation_expired"
-
-
-class InvitationRevoked(InvitationRefused):
-    status_code = status.HTTP_410_GONE
-    default_detail = "This invitation was withdrawn."
-    default_code = "invitation_revoked"
-
-
-class InvitationUsed(InvitationRefused):
-    status_code = status.HTTP_410_GONE
-    default_detail = "This invitation was already accepted."
-    default_code = "invitation_used"
-
-
-class InvitationEmailMismatch(InvitationRefused):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_detail = (
-        "This invitation was sent to an address that is not one of your account's. Sign in with the "
-        "account that has that address, or add it to this account and verify it."
-    )
-    default_code = "invitation_email_mismatch"
-
-
-class InvitationEmailUnverified(InvitationRefused):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_detail = "Verify the e-mail address this invitation was sent to, then accept it again."
-    default_code = "invitation_email_unverified"
 
 
 def _invitation_invalid() -> ValidationError:

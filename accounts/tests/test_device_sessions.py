@@ -341,7 +341,7 @@ def test_two_concurrent_refreshes_exactly_one_succeeds(client: Client, require_p
             device_session_refresh(refresh_token=tokens["refresh_token"])
             outcomes.append("ok")
         except RefreshTokenRejected as error:
-            outcomes.append(str(error.get_codes()))
+            outcomes.append(error.code)
         finally:
             connection.close()
 

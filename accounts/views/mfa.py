@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
-from rest_framework.exceptions import Throttled
 
+from accounts.exceptions import RateLimited
 from accounts.selectors.mfa import user_may_use_email_codes
 from accounts.services.mfa import email_code_address, email_code_send
 
@@ -38,7 +38,7 @@ def email_code_request(request: HttpRequest) -> HttpResponse:
         email_code_send(user=stage.login.user)
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
-    except Throttled:
+    except RateLimited:
         messages.error(request, "Too many codes were sent. Wait a few minutes, then ask again.")
     else:
         messages.success(request, "We e-mailed you a 6-digit code. Enter it below; it works for 10 minutes.")

@@ -11,10 +11,10 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts.exceptions import InvitationClosed, InvitationRefused
 from accounts.models import User
 from accounts.services.organizations import (
     TOKEN_MAX_LENGTH,
-    InvitationRefused,
     invitation_accept,
     invitation_addressed_to,
     invitation_for_token,
@@ -54,11 +54,9 @@ def invitation_accept_page(request: HttpRequest) -> HttpResponse:
             _refusal(request, code=item.code or "invitation_invalid", message=str(item.message), status=400)
         )
     except InvitationRefused as error:
-        return _private(
-            _refusal(
-                request, code=str(error.default_code), message=str(error.detail), status=error.status_code
-            )
-        )
+        # 410 for a link no one can use any more; 403 for one this account may not use.
+        status = 410 if isinstance(error, InvitationClosed) else 403
+        return _private(_refusal(request, code=error.code, message=error.detail, status=status))
     except PermissionDenied:
         return _private(
             _refusal(
