@@ -153,14 +153,16 @@ def mfa_code_accept(*, user: User, code: str, email_codes: bool = True) -> Accep
     if totp is not None and totp_code_accept(authenticator=totp, code=code):
         return AcceptedFactor(type=Authenticator.Type.TOTP, authenticator=totp)
     recovery = by_type.get(Authenticator.Type.RECOVERY_CODES)
-    if recovery is not None and recovery_code_accept(authenticator=recovery, code=code):
-        audit_record(
-            action="accounts.mfa.recovery_code_used",
-            actor=user,
-            target=user,
-            metadata={"codes_left": len(recovery.wrap().get_unused_codes())},
-        )
-        return AcceptedFactor(type=Authenticator.Type.RECOVERY_CODES, authenticator=recovery)
+    if recovery is not None:
+        with transaction.atomic():  # a recovery code is used up only with its audit event
+            if recovery_code_accept(authenticator=recovery, code=code):
+                audit_record(
+                    action="accounts.mfa.recovery_code_used",
+                    actor=user,
+                    target=user,
+                    metadata={"codes_left": len(recovery.wrap().get_unused_codes())},
+                )
+                return AcceptedFactor(type=Authenticator.Type.RECOVERY_CODES, authenticator=recovery)
     # A code sent before the user's role came to require MFA must not stand in for it either.
     if email_codes and user_may_use_email_codes(user) and email_code_accept(user=user, code=code):
         return AcceptedFactor(type=EMAIL_CODE)

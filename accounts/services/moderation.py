@@ -221,11 +221,14 @@ def user_block(*, blocker: User, blocked: User) -> UserBlock:
     if blocker.pk == blocked.pk:
         raise ValidationError("You cannot block yourself.", code="block_self")
     try:
+        # A savepoint inside this function's transaction, not a commit: a concurrent identical
+        # block that wins the race undoes only this insert.
         with transaction.atomic():
             block, created = UserBlock.objects.get_or_create(blocker=blocker, blocked=blocked)
     except IntegrityError:  # a concurrent identical block won the race
         return UserBlock.objects.get(blocker=blocker, blocked=blocked)
     if created:
+        # In the same transaction as the insert: the block and its event commit, or not, together.
         audit_record(action="accounts.user.blocked", actor=blocker, target=blocked)
     return block
 
