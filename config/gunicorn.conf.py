@@ -7,7 +7,7 @@ import os
 
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"
 # gthread: a few threads per process absorb slow clients without a process per connection;
-# see docs/decisions/0004-gunicorn-workers.md and bench/ for the measurement.
+# see docs/decisions/0004-errors-logs-and-edge.md#serving-gunicorn-gthread-workers (bench/ measures).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS") or "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
 threads = int(os.environ.get("GUNICORN_THREADS") or "4")
