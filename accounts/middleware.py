@@ -27,7 +27,7 @@ ENROLMENT_PATH_PREFIXES = (
     "/health/",
     # The authorization endpoint checks the request first (a bad client or redirect URI is an
     # error page, never this redirect), and answers `prompt=none` with `interaction_required`:
-    # oauth_provider.views_authorize calls `mfa_enrolment_redirect` itself.
+    # oauth_provider.views.authorize calls `mfa_enrolment_redirect` itself.
     "/o/authorize/",
 )
 AUDITED_SESSION_KEY = "accounts_mfa_enrolment_required_audited"

@@ -516,7 +516,7 @@ OAUTH2_PROVIDER = {
         "introspection": "Check the access tokens presented to your service",
     },
     "DEFAULT_SCOPES": ["openid"],
-    # Discovery (oauth_provider/views_metadata.py): only what the server accepts. Public clients
+    # Discovery (oauth_provider/views/metadata.py): only what the server accepts. Public clients
     # authenticate with PKCE alone ("none").
     "OIDC_RESPONSE_TYPES_SUPPORTED": ["code"],
     "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
@@ -545,10 +545,10 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_REDIRECT_URI_MATCHING": True,
     "COMPLIANT_BCP_RFC9700_PKCE_REQUIRED": True,
     # Dynamic client registration (RFC 7591/7592) at /o/register/, behind an initial access token
-    # or a staff session (oauth_provider/views_registration.py, docs/decisions/0016).
+    # or a staff session (oauth_provider/views/registration.py, docs/decisions/0016).
     "DCR_ENABLED": True,
     "DCR_REGISTRATION_PERMISSION_CLASSES": (
-        "oauth_provider.views_registration.InitialAccessTokenOrStaffPermission",
+        "oauth_provider.views.registration.InitialAccessTokenOrStaffPermission",
     ),
     "DCR_ROTATE_REGISTRATION_TOKEN_ON_UPDATE": True,
 }

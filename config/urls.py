@@ -15,9 +15,9 @@ from accounts.views import deletion as deletion_views
 from accounts.views import mfa as mfa_views
 from accounts.views import organizations as organization_views
 from config import health, views
-from oauth_provider import views_applications as oauth_application_views
-from oauth_provider import views_authorize as oauth_authorize_views
-from oauth_provider import views_metadata as oauth_metadata_views
+from oauth_provider.views import applications as oauth_application_views
+from oauth_provider.views import authorize as oauth_authorize_views
+from oauth_provider.views import metadata as oauth_metadata_views
 
 admin.site.site_header = "Identity administration"
 admin.site.site_title = "Identity admin"
@@ -71,7 +71,7 @@ urlpatterns = [
     path("accounts/2fa/authenticate/", mfa_views.MFAAuthenticatePageView.as_view()),
     path("accounts/2fa/email-code/", mfa_views.email_code_request, name="mfa_email_code"),
     # allauth's sign-in page filled from an authorization request's login_hint, and the
-    # applications the user authorized (oauth_provider/views_authorize.py, views_applications.py).
+    # applications the user authorized (oauth_provider/views/authorize.py, views/applications.py).
     path("accounts/login/", oauth_authorize_views.LoginHintLoginView.as_view()),
     # allauth's sign-up page, a username lost to a concurrent sign-up answered as a taken one
     # (accounts/views/account.py).
@@ -99,7 +99,7 @@ urlpatterns = [
     path("api/v1/", include("config.api.urls")),
     re_path(r"^api/", views.api_not_found),
     # Discovery at the issuer (the site root), and our API's protected-resource metadata
-    # (oauth_provider/views_metadata.py).
+    # (oauth_provider/views/metadata.py).
     path(
         ".well-known/openid-configuration",
         oauth_metadata_views.OpenIDConfigurationView.as_view(),

@@ -175,7 +175,7 @@ class ClaimsValidatorMixin:
     # --- prompt=none (OIDC Core §3.1.2.6) --------------------------------------------------------
 
     def validate_silent_login(self, request: OAuthlibRequest) -> bool:
-        # The oauthlib request carries no browser session: oauth_provider.views_authorize decides
+        # The oauthlib request carries no browser session: oauth_provider.views.authorize decides
         # `login_required` before it gets here.
         return True
 

@@ -5,7 +5,7 @@ docs/decisions/0015-oauth-tokens-and-grants.md).
 and per client: the client the request names (HTTP Basic credentials, or the body's `client_id`,
 oauth_provider.client_authentication), before anyone checks that it is that client. `/o/register/`
 (and the RFC 7592 configuration endpoint under it) is limited per IP, and so are the user codes
-typed on `/o/device/` (beside the per-user limit of oauth_provider.views_device).
+typed on `/o/device/` (beside the per-user limit of oauth_provider.views.device).
 
 The counters are django-ratelimit's, on the shared cache (Redis), keyed on REMOTE_ADDR as
 config.middleware.ClientIPMiddleware resolved it. A middleware decides before sessions, users or

@@ -8,7 +8,7 @@ from celery import shared_task
 @shared_task(name="oauth_provider.signing_keys_prune")
 def signing_keys_prune() -> list[str]:
     """Delete retired signing keys past `publish_until` (idempotent: a second run finds none)."""
-    from oauth_provider.key_services import signing_keys_prune as prune
+    from oauth_provider.services.signing_keys import signing_keys_prune as prune
 
     return prune()
 
@@ -16,6 +16,6 @@ def signing_keys_prune() -> list[str]:
 @shared_task(name="oauth_provider.tokens_clear_expired")
 def tokens_clear_expired() -> dict[str, int]:
     """Delete expired OAuth tokens, codes and device codes in short batches (idempotent)."""
-    from oauth_provider.token_services import tokens_clear_expired as clear
+    from oauth_provider.services.tokens import tokens_clear_expired as clear
 
     return clear()

@@ -4,7 +4,7 @@ Claims come from oauth_provider.claims; token rules (deactivated users, authoriz
 reuse, refresh-token reuse, revocation, audit) are written here.
 
 Every method the token endpoint calls runs inside the transaction that
-`oauth_provider.views_tokens.TokenView` opens around the request, so the row locks taken here
+`oauth_provider.views.tokens.TokenView` opens around the request, so the row locks taken here
 (the authorization code, the refresh token, the device code) hold until the tokens are saved,
 and the audit events commit with them.
 """
@@ -36,12 +36,12 @@ from oauth2_provider.settings import oauth2_settings
 from oauthlib.common import Request as OAuthlibRequest
 from oauthlib.oauth2.rfc6749 import errors
 
-from oauth_provider import token_services
 from oauth_provider.claims import ClaimsValidatorMixin
 from oauth_provider.hashers import ClientSecretHasher
-from oauth_provider.keys import id_token_verification_key, token_algorithm
 from oauth_provider.models import Application
-from oauth_provider.registration_services import registration_default_scopes
+from oauth_provider.selectors.signing_keys import id_token_verification_key, token_algorithm
+from oauth_provider.services import tokens as token_services
+from oauth_provider.services.registration import registration_default_scopes
 
 logger = logging.getLogger(__name__)
 

@@ -115,7 +115,7 @@ def authenticators_reencrypt(*, batch_size: int = DEFAULT_BATCH_SIZE) -> Reencry
 def secrets_reencrypt(*, batch_size: int = DEFAULT_BATCH_SIZE) -> SecretsReencryption:
     """Encrypt every stored second-factor secret and signing key under the first key; audit the counts."""
     # oauth_provider builds on accounts (its models, this encryption): imported here, not at load.
-    from oauth_provider.key_services import signing_keys_reencrypt
+    from oauth_provider.services.signing_keys import signing_keys_reencrypt
 
     authenticators = authenticators_reencrypt(batch_size=batch_size)
     signing_keys = signing_keys_reencrypt()

@@ -51,9 +51,9 @@ from accounts.tasks import users_purge_due
 from accounts.tests.factories import DEFAULT_PASSWORD, UserFactory
 from audit.models import AuditEvent
 from conftest import LogCapture
-from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application
 from oauth_provider.services import application_create
+from oauth_provider.services.consents import consent_grant
 
 # Revocation marks, e-mails and export files follow commits, so these tests really commit.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -44,7 +44,7 @@ from accounts.tests.test_deletion import (
 from accounts.tests.test_outbox import make_due
 from audit.models import AuditEvent
 from config.tests.faults import RedisServer
-from oauth_provider.consent_services import consent_grant
+from oauth_provider.services.consents import consent_grant
 
 # Exports are built when the request commits (eager Celery here), so these tests really commit.
 pytestmark = pytest.mark.django_db(transaction=True)

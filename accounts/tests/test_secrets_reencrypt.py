@@ -26,9 +26,9 @@ from accounts.tests.factories import (
     totp_enrol,
 )
 from audit.models import AuditEvent
-from oauth_provider import keys
-from oauth_provider.key_services import signing_key_activate, signing_key_add
 from oauth_provider.models import SigningKey
+from oauth_provider.selectors import signing_keys as keys
+from oauth_provider.services.signing_keys import signing_key_activate, signing_key_add
 from oauth_provider.tests.test_keys import (
     header_kid,
     id_token_from_code_flow,

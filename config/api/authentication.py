@@ -11,7 +11,7 @@ from rest_framework.request import Request
 def bearer_challenge(request: Request) -> str:
     """RFC 6750 §3's challenge, pointing at our protected-resource metadata (RFC 9728 §5.1), with
     `error="invalid_token"` when the request presented a token (§3.1)."""
-    from oauth_provider.views_metadata import bearer_challenge as challenge  # loads the toolkit's views
+    from oauth_provider.views.metadata import bearer_challenge as challenge  # loads the toolkit's views
 
     return challenge(request._request)
 

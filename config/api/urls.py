@@ -17,7 +17,7 @@ from accounts.api.users import UserViewSet
 from accounts.api.views import SignedInDeviceViewSet, TokenRefreshView
 from audit.api.views import AuditEventViewSet, MyAuditEventListView
 from config.views import api_not_found
-from oauth_provider.api import MyApplicationDetailView, MyApplicationListView
+from oauth_provider.api.applications import MyApplicationDetailView, MyApplicationListView
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -41,7 +41,7 @@ router.register(
 urlpatterns = [
     # Before the router, whose users/{id}/ would not match it anyway: the caller's own trail.
     path("users/me/audit-events/", MyAuditEventListView.as_view(), name="user-me-audit-events"),
-    # The OAuth applications the caller authorized (oauth_provider/api.py).
+    # The OAuth applications the caller authorized (oauth_provider/api/applications.py).
     path("users/me/applications/", MyApplicationListView.as_view(), name="user-me-applications"),
     path(
         "users/me/applications/<str:client_id>/",

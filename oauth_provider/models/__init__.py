@@ -2,8 +2,8 @@
 
 from oauth_provider.models.applications import Application
 from oauth_provider.models.consents import Consent, IDTokenAuthentication
-from oauth_provider.models.keys import SigningKey
 from oauth_provider.models.registration import ClientRegistration, InitialAccessToken
+from oauth_provider.models.signing_keys import SigningKey
 from oauth_provider.models.token_links import TokenFamily
 
 __all__ = [

@@ -62,7 +62,7 @@ class Application(AbstractApplication):
         if self.algorithm != self.RS256_ALGORITHM:
             return super().jwk_key
         if "_signing_jwk" not in self.__dict__:
-            from oauth_provider.keys import signing_key  # keys imports the models
+            from oauth_provider.selectors.signing_keys import signing_key  # keys imports the models
 
             self.__dict__["_signing_jwk"] = signing_key().key
         return self.__dict__["_signing_jwk"]

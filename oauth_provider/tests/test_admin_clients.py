@@ -19,8 +19,8 @@ from accounts.models import Role, User
 from accounts.tests.factories import UserFactory, mark_reauthenticated, totp_enrol
 from audit.models import AuditEvent
 from oauth_provider.models import Application, InitialAccessToken
-from oauth_provider.registration_services import initial_access_token_issue
 from oauth_provider.services import application_create
+from oauth_provider.services.registration import initial_access_token_issue
 from oauth_provider.tests.test_registration import NATIVE_CLIENT, person, register
 
 pytestmark = pytest.mark.django_db

@@ -26,9 +26,9 @@ from accounts.models import User
 from accounts.tests.factories import UserFactory
 from config.celery import app as celery_app
 from oauth_provider.models import Application, TokenFamily
+from oauth_provider.services.tokens import tokens_clear_expired
 from oauth_provider.tasks import tokens_clear_expired as tokens_clear_expired_task
 from oauth_provider.tests.token_flows import refresh, registered_client, tokens, userinfo
-from oauth_provider.token_services import tokens_clear_expired
 
 pytestmark = pytest.mark.django_db
 

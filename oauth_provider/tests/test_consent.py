@@ -9,8 +9,8 @@ from oauth2_provider.models import get_grant_model
 
 from accounts.models import User
 from audit.models import AuditEvent
-from oauth_provider.consent_services import ConsentNotFound, consent_revoke
 from oauth_provider.models import Application, Consent
+from oauth_provider.services.consents import ConsentNotFound, consent_revoke
 from oauth_provider.tests.browser import (
     AUTHORIZE_URL,
     REDIRECT_URI,

@@ -29,7 +29,7 @@ from oauth_provider.tests.token_flows import (
     token_request,
     userinfo,
 )
-from oauth_provider.views_device import USER_CODE_ALPHABET, user_code_generate, user_code_normalise
+from oauth_provider.views.device import USER_CODE_ALPHABET, user_code_generate, user_code_normalise
 
 pytestmark = pytest.mark.django_db
 

@@ -23,8 +23,8 @@ from oauth2_provider.models import get_access_token_model, get_grant_model, get_
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
-from oauth_provider import token_services
 from oauth_provider.models import Application, TokenFamily
+from oauth_provider.services import tokens as token_services
 from oauth_provider.tests.token_flows import (
     REDIRECT_URI,
     SCOPES,

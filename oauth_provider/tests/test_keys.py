@@ -30,16 +30,16 @@ from accounts.encryption import secret_decrypt
 from accounts.models import User
 from audit.models import AuditEvent
 from config.celery import app as celery_app
-from oauth_provider import keys
-from oauth_provider.key_services import (
+from oauth_provider.models import Application, SigningKey
+from oauth_provider.selectors import signing_keys as keys
+from oauth_provider.services import IssuedClient, application_create
+from oauth_provider.services.signing_keys import (
     signing_key_activate,
     signing_key_add,
     signing_key_withdraw,
     signing_keys_prune,
     signing_keys_rotate,
 )
-from oauth_provider.models import Application, SigningKey
-from oauth_provider.services import IssuedClient, application_create
 from oauth_provider.tasks import signing_keys_prune as signing_keys_prune_task
 from oauth_provider.tests.browser import pkce
 from oauth_provider.validators import OAuth2Validator

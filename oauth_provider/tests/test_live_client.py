@@ -33,8 +33,8 @@ from joserfc.jws import JWSRegistry
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, totp_code, totp_enrol
 from oauth_provider.models import Application
-from oauth_provider.registration_services import initial_access_token_issue
 from oauth_provider.services import application_create
+from oauth_provider.services.registration import initial_access_token_issue
 from oauth_provider.tests.browser import member
 
 pytestmark = pytest.mark.django_db(transaction=True)

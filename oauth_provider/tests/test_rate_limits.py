@@ -17,7 +17,7 @@ from oauth2_provider.models import get_access_token_model
 from accounts.tests.factories import UserFactory
 from oauth_provider.models import Application
 from oauth_provider.tests.token_flows import RegisteredClient, registered_client
-from oauth_provider.views_device import user_code_generate
+from oauth_provider.views.device import user_code_generate
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 from accounts.models import User
 from accounts.services.moderation import user_deactivate
 from accounts.tests.factories import UserFactory
-from oauth_provider import token_services
 from oauth_provider.models import TokenFamily
+from oauth_provider.services import tokens as token_services
 from oauth_provider.tests.token_flows import (
     access_token_row,
     events,

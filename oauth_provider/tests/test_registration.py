@@ -28,13 +28,13 @@ from accounts.services.moderation import user_set_roles
 from accounts.tests.factories import UserFactory, totp_enrol
 from audit.models import AuditEvent
 from oauth_provider.models import Application, ClientRegistration, InitialAccessToken
-from oauth_provider.registration_services import (
+from oauth_provider.services import application_update
+from oauth_provider.services.registration import (
     InitialAccessTokenUnusable,
     client_register,
     initial_access_token_issue,
     initial_access_token_revoke,
 )
-from oauth_provider.services import application_update
 from oauth_provider.tests.browser import pkce
 
 pytestmark = pytest.mark.django_db

@@ -29,7 +29,7 @@ from accounts.models import User
 from accounts.services import user_create, user_set_password
 from audit.services import audit_record
 from oauth_provider.models import Application
-from oauth_provider.services import application_create, application_rotate_secret
+from oauth_provider.services.applications import application_create, application_rotate_secret
 
 DEMO_USERNAME = "admin"
 DEMO_EMAIL = "admin@example.com"

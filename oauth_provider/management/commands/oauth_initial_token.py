@@ -26,7 +26,7 @@ from oauth_provider.models.registration import (
     REGISTRABLE_GRANT_TYPES,
     InitialAccessTokenState,
 )
-from oauth_provider.registration_services import (
+from oauth_provider.services.registration import (
     initial_access_token_default_lifetime,
     initial_access_token_issue,
     initial_access_token_revoke,

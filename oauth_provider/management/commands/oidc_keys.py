@@ -22,15 +22,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from oauth2_provider.settings import oauth2_settings
 
-from oauth_provider.key_services import (
-    retired_setting_key,
-    signing_key_activate,
-    signing_key_add,
-    signing_key_withdraw,
-    signing_keys_prune,
-    signing_keys_rotate,
-)
-from oauth_provider.keys import (
+from oauth_provider.models import SigningKey
+from oauth_provider.selectors.signing_keys import (
     jwks_max_age_seconds,
     key_ring,
     refresh_seconds,
@@ -38,7 +31,14 @@ from oauth_provider.keys import (
     signing_key_activatable_at,
     signing_key_list,
 )
-from oauth_provider.models import SigningKey
+from oauth_provider.services.signing_keys import (
+    retired_setting_key,
+    signing_key_activate,
+    signing_key_add,
+    signing_key_withdraw,
+    signing_keys_prune,
+    signing_keys_rotate,
+)
 
 
 def _when(moment: datetime | None) -> str:

@@ -2,7 +2,7 @@
 
 They replace the toolkit's own admins. Staff list and open them (user, client, scopes, expiry,
 state), search by username, e-mail address or client ID, and filter by client and state; only
-admins revoke (accounts/policies.py, "OAuth clients"), through `oauth_provider.services.token_revoke`,
+admins revoke (accounts/policies.py, "OAuth clients"), through `oauth_provider.services.tokens.token_revoke`,
 which uses the toolkit's revoke (a refresh token takes its access token along) and audits
 `oauth.token.revoked`. Tokens are stored hashed: a list shows the first characters of a token's
 SHA-256 checksum, never a token, an authorization code or a device's codes.
@@ -30,7 +30,7 @@ from oauth2_provider.models import (
 
 from accounts.models import User
 from accounts.policies import policy_allows
-from oauth_provider.services import Revocable, token_expired, token_revoke
+from oauth_provider.services.tokens import Revocable, token_expired, token_revoke
 
 # One action revokes at most this many: each is its own audited transaction.
 REVOKE_LIMIT = 500

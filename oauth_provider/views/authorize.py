@@ -44,9 +44,9 @@ from accounts.middleware import RESUME_SESSION_KEY, mfa_enrolment_redirect
 from accounts.models import User
 from accounts.selectors.mfa import user_mfa_missing
 from oauth_provider.claims import SignIn, sign_in_of
-from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application, Consent
 from oauth_provider.redirect_uris import redirect_uri_is_allowed
+from oauth_provider.services.consents import consent_grant
 
 # Recorded when we send the user to sign in for `prompt=login` or `max_age`: the sign-in that
 # follows, for that same request, satisfies it (however small `max_age` is).

@@ -40,8 +40,8 @@ from oauth_provider.models.registration import (
     REGISTRABLE_GRANT_TYPES,
     InitialAccessTokenState,
 )
-from oauth_provider.services import application_delete, application_update, client_summary
-from oauth_provider.token_services import checksum  # high-entropy credentials: SHA-256 finds them
+from oauth_provider.services.applications import application_delete, application_update, client_summary
+from oauth_provider.services.tokens import checksum  # high-entropy credentials: SHA-256 finds them
 
 DEFAULT_REGISTRATION_SCOPES = ("openid", "profile", "email", "offline_access", "users:read", "files:read")
 DEFAULT_INITIAL_ACCESS_TOKEN_DAYS = 7

@@ -1,5 +1,5 @@
-"""Token families, reuse detection, revocation, audit of token events and the cleanup of expired
-rows (docs/decisions/0015-oauth-tokens-and-grants.md).
+"""Token families, reuse detection, revocation (the admin's "Revoke" included), audit of token
+events and the cleanup of expired rows (docs/decisions/0015-oauth-tokens-and-grants.md).
 
 The validator (oauth_provider/validators.py) calls these from the toolkit's hooks, inside the
 transaction of the token request, so an event is written if and only if its change is.
@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.conf import settings
 from django.db import models, transaction
@@ -22,15 +22,22 @@ from django.utils import timezone
 from oauth2_provider.models import (
     AbstractAccessToken,
     AbstractRefreshToken,
+    AccessToken,
+    DeviceGrant,
+    Grant,
+    IDToken,
+    RefreshToken,
     get_access_token_model,
     get_device_grant_model,
     get_grant_model,
     get_id_token_model,
     get_refresh_token_model,
     refresh_token_expire_timedelta,
+    revoke_access_token,
 )
 from oauth2_provider.settings import oauth2_settings
 
+from accounts.models import User
 from audit.models import AuditEvent
 from audit.services import audit_record
 from config.batches import delete_in_batches
@@ -257,6 +264,64 @@ def _revoked_record(*, kind: str, token: AbstractAccessToken | AbstractRefreshTo
             "via": "rfc7009",
         },
     )
+
+
+# --- revoking grants and tokens (the admin's "Revoke" actions) -------------------------------------
+
+Revocable: TypeAlias = AccessToken | RefreshToken | Grant | IDToken | DeviceGrant
+
+
+def _token_kind(token: Revocable) -> str:
+    return type(token)._meta.model_name or type(token).__name__.lower()
+
+
+def _token_already_revoked(token: Revocable) -> bool:
+    if isinstance(token, RefreshToken):
+        return token.revoked is not None
+    if isinstance(token, DeviceGrant):
+        return token.status in (DeviceGrant.DENIED, DeviceGrant.EXPIRED)
+    return False  # the others are deleted when revoked
+
+
+@transaction.atomic
+def token_revoke(*, token: Revocable, actor: User | None) -> bool:
+    """Revoke a grant or token with the toolkit's own revoke; False when it was revoked already.
+
+    A refresh token takes its access token with it, an access token its refresh token (RFC 7009
+    §2.1), an ID token the access token issued with it, an authorization code can no longer be
+    redeemed, and a device authorization is denied.
+    """
+    if _token_already_revoked(token):
+        return False
+    application = None if isinstance(token, DeviceGrant) else token.application
+    client_id = token.client_id if isinstance(token, DeviceGrant) else getattr(application, "client_id", "")
+    # The event is about the user whose token it was (their timeline), else about the client.
+    target: Any = token.user if token.user_id else application
+    metadata = {"kind": _token_kind(token), "record_id": token.pk, "client_id": client_id}
+    if isinstance(token, RefreshToken):
+        token.revoke()  # marks it revoked and deletes its access token
+    elif isinstance(token, AccessToken):
+        revoke_access_token(token)
+    elif isinstance(token, IDToken):
+        access_token = get_access_token_model().objects.filter(id_token=token).first()
+        if access_token is not None:
+            revoke_access_token(access_token)
+        token.delete()
+    elif isinstance(token, Grant):
+        token.delete()
+    else:
+        token.status = DeviceGrant.DENIED
+        token.save(update_fields=["status", "last_checked"])
+    audit_record(action="oauth.token.revoked", actor=actor, target=target, metadata=metadata)
+    return True
+
+
+def token_expired(token: Revocable) -> bool:
+    """Whether a token or grant is past its expiry (refresh tokens: REFRESH_TOKEN_EXPIRE_SECONDS)."""
+    if isinstance(token, RefreshToken):
+        lifetime = refresh_token_expire_timedelta()
+        return lifetime is not None and token.created + lifetime <= timezone.now()
+    return bool(token.expires <= timezone.now())
 
 
 # --- cleanup -----------------------------------------------------------------------------------------------

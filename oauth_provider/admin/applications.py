@@ -1,10 +1,11 @@
 """OAuth clients in the Django admin: the RFC 7591 metadata, logo, trusted flag, scopes and PKCE.
 
 Staff see every client; only admins add, change or delete one, or rotate its secret
-(accounts/policies.py, "OAuth clients"). Every write goes through oauth_provider/services.py, so the
-redirect-URI policy (the model's `clean()`, which the form runs too) and the audit events are the
-services'. A client secret is stored hashed and never shown: a new one is shown once, after adding
-a confidential client or rotating its secret, which needs a recent re-authentication (issue 6).
+(accounts/policies.py, "OAuth clients"). Every write goes through
+oauth_provider/services/applications.py, so the redirect-URI policy (the model's `clean()`, which
+the form runs too) and the audit events are the services'. A client secret is stored hashed and
+never shown: a new one is shown once, after adding a confidential client or rotating its secret,
+which needs a recent re-authentication (issue 6).
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from accounts.policies import policy_allows
 from audit.admin_changes import AuditedModelAdminMixin
 from config.admin_pages import RefusalsShownAdmin, admin_page
 from oauth_provider.models import Application, ClientRegistration
-from oauth_provider.registration_services import known_scopes, registration_default_scopes
-from oauth_provider.services import (
+from oauth_provider.services.applications import (
     UPDATABLE_FIELDS,
     IssuedClient,
     application_create,
@@ -37,6 +37,7 @@ from oauth_provider.services import (
     application_rotate_secret,
     application_update,
 )
+from oauth_provider.services.registration import known_scopes, registration_default_scopes
 
 SECRET_TEMPLATE = "admin/oauth_provider/application/client_secret.html"  # noqa: S105 (a template name)
 ROTATE_TEMPLATE = "admin/oauth_provider/application/rotate_secret.html"

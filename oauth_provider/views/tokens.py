@@ -9,7 +9,7 @@ paths (docs/decisions/0015-oauth-tokens-and-grants.md).
 - `/o/revoke_token/` is the toolkit's view (RFC 7009) in one transaction.
 - `/o/userinfo/` is the toolkit's view, refusing an access token in the query string (RFC 9700
   §4.3.2): oauthlib's bearer check there reads one, and the toolkit's gate only guards its
-  protected-resource views. Its 401 challenge is the API's (oauth_provider.views_metadata).
+  protected-resource views. Its 401 challenge is the API's (oauth_provider.views.metadata).
 - `/o/introspect/` (RFC 7662) answers confidential clients authenticating with their own
   credentials (HTTP Basic, or in the body); bearer tokens are not accepted there.
 
@@ -40,9 +40,9 @@ from oauthlib.common import Request as OAuthlibRequest
 
 from oauth_provider.client_authentication import CLIENT_AUTHENTICATION_CHALLENGE, client_ids_disagree
 from oauth_provider.models import Application
-from oauth_provider.token_services import token_introspection
+from oauth_provider.services.tokens import token_introspection
 from oauth_provider.validators import DEVICE_CODE_GRANT_TYPE
-from oauth_provider.views_metadata import bearer_challenge, presents_bearer_token
+from oauth_provider.views.metadata import bearer_challenge, presents_bearer_token
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 

@@ -1,7 +1,7 @@
 """Initial access tokens for dynamic client registration in the Django admin.
 
 Admins issue one (its value is shown once, then only its prefix) and revoke them; staff list them
-with their state and uses. Both go through oauth_provider/registration_services.py, audited.
+with their state and uses. Both go through oauth_provider/services/registration.py, audited.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from accounts.models import User
 from accounts.policies import policy_allows
 from oauth_provider.models import InitialAccessToken
 from oauth_provider.models.registration import REGISTRABLE_GRANT_TYPES, InitialAccessTokenState
-from oauth_provider.registration_services import (
+from oauth_provider.services.registration import (
     IssuedInitialAccessToken,
     initial_access_token_default_lifetime,
     initial_access_token_issue,

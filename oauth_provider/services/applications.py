@@ -1,30 +1,20 @@
-"""Writes on OAuth clients and their tokens, each audited in its own transaction.
+"""Writes on OAuth clients, each audited in its own transaction.
 
 Redirect URIs and client metadata are checked by the model's `clean()` (the policy of
 oauth_provider/redirect_uris.py), which every write here runs through `full_clean()`.
-Dynamic client registration has its own services (oauth_provider/registration_services.py).
+Dynamic client registration has its own services (oauth_provider/services/registration.py); the
+admin's "Revoke" of a grant or token is `token_revoke` (oauth_provider/services/tokens.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
-from oauth2_provider.models import (
-    AccessToken,
-    DeviceGrant,
-    Grant,
-    IDToken,
-    RefreshToken,
-    get_access_token_model,
-    refresh_token_expire_timedelta,
-    revoke_access_token,
-)
 
 from accounts.models import User
 from audit.services import audit_record
@@ -208,61 +198,3 @@ def application_delete(
         metadata={**client_summary(application), "via": via},
     )
     application.delete()
-
-
-# --- revoking grants and tokens (the admin's "Revoke" actions) -------------------------------------
-
-Revocable: TypeAlias = AccessToken | RefreshToken | Grant | IDToken | DeviceGrant
-
-
-def _token_kind(token: Revocable) -> str:
-    return type(token)._meta.model_name or type(token).__name__.lower()
-
-
-def _token_already_revoked(token: Revocable) -> bool:
-    if isinstance(token, RefreshToken):
-        return token.revoked is not None
-    if isinstance(token, DeviceGrant):
-        return token.status in (DeviceGrant.DENIED, DeviceGrant.EXPIRED)
-    return False  # the others are deleted when revoked
-
-
-@transaction.atomic
-def token_revoke(*, token: Revocable, actor: User | None) -> bool:
-    """Revoke a grant or token with the toolkit's own revoke; False when it was revoked already.
-
-    A refresh token takes its access token with it, an access token its refresh token (RFC 7009
-    §2.1), an ID token the access token issued with it, an authorization code can no longer be
-    redeemed, and a device authorization is denied.
-    """
-    if _token_already_revoked(token):
-        return False
-    application = None if isinstance(token, DeviceGrant) else token.application
-    client_id = token.client_id if isinstance(token, DeviceGrant) else getattr(application, "client_id", "")
-    # The event is about the user whose token it was (their timeline), else about the client.
-    target: Any = token.user if token.user_id else application
-    metadata = {"kind": _token_kind(token), "record_id": token.pk, "client_id": client_id}
-    if isinstance(token, RefreshToken):
-        token.revoke()  # marks it revoked and deletes its access token
-    elif isinstance(token, AccessToken):
-        revoke_access_token(token)
-    elif isinstance(token, IDToken):
-        access_token = get_access_token_model().objects.filter(id_token=token).first()
-        if access_token is not None:
-            revoke_access_token(access_token)
-        token.delete()
-    elif isinstance(token, Grant):
-        token.delete()
-    else:
-        token.status = DeviceGrant.DENIED
-        token.save(update_fields=["status", "last_checked"])
-    audit_record(action="oauth.token.revoked", actor=actor, target=target, metadata=metadata)
-    return True
-
-
-def token_expired(token: Revocable) -> bool:
-    """Whether a token or grant is past its expiry (refresh tokens: REFRESH_TOKEN_EXPIRE_SECONDS)."""
-    if isinstance(token, RefreshToken):
-        lifetime = refresh_token_expire_timedelta()
-        return lifetime is not None and token.created + lifetime <= timezone.now()
-    return bool(token.expires <= timezone.now())

@@ -4,15 +4,15 @@ Where the keys come from (docs/decisions/0013-oauth-keys-and-discovery.md):
 
 - With no `SigningKey` rows, the `OIDC_RSA_PRIVATE_KEY` setting is the one active key: the embedded
   default, the tests, and every deployment until its first rotation.
-- `key_services.signing_key_add` first imports that key into the table as the active key, so the
-  key that signed every token so far stays published through the first rotation. From then on the
-  table is the source of truth and the setting is only a fallback: it signs, and is published,
-  when no row of the table can (none active, or the active one cannot be decrypted) — but only
-  while no row with its kid says it was retired. Once the setting key has been retired (by a
-  rotation, or withdrawn because it leaked) it never signs or is published again from the setting;
-  `signing_keys_prune` keeps that row (unpublished) for as long as it is the setting's. With no key
-  to sign, `signing_key()` raises `NoSigningKeyError` (logged when the ring is built): RS256 ID
-  tokens fail rather than being signed with a retired key.
+- `signing_key_add` (oauth_provider/services/signing_keys.py) first imports that key into the
+  table as the active key, so the key that signed every token so far stays published through the
+  first rotation. From then on the table is the source of truth and the setting is only a fallback:
+  it signs, and is published, when no row of the table can (none active, or the active one cannot be
+  decrypted) — but only while no row with its kid says it was retired. Once the setting key has been
+  retired (by a rotation, or withdrawn because it leaked) it never signs or is published again from
+  the setting; `signing_keys_prune` keeps that row (unpublished) for as long as it is the setting's.
+  With no key to sign, `signing_key()` raises `NoSigningKeyError` (logged when the ring is built):
+  RS256 ID tokens fail rather than being signed with a retired key.
 
 Each process keeps a `KeyRing` (the parsed jwcrypto keys by `kid`, and the JWKS document). It
 re-reads the table's small index (kid, state, publish_until of every row: one query) at most every
@@ -46,7 +46,8 @@ from oauth2_provider.settings import oauth2_settings
 from accounts.encryption import secret_decrypt
 from oauth_provider.models import SigningKey
 
-logger = logging.getLogger(__name__)
+# The logger's name from before this module moved: docs/operations.md tells operators to alert on it.
+logger = logging.getLogger("oauth_provider.keys")
 
 DEFAULT_REFRESH_SECONDS = 30
 

@@ -2,7 +2,7 @@
 
 They take the toolkit's views' place at the toolkit's paths (config/urls.py routes them first) and
 keep their `DCR_ENABLED` switch and CSRF handling; the work is done by
-oauth_provider/registration_services.py. Who may register: the holder of an initial access token
+oauth_provider/services/registration.py. Who may register: the holder of an initial access token
 (`Authorization: Bearer iat_…`), or a signed-in staff member allowed `oauth_provider.register_client`
 (a session request must pass Django's CSRF check). A registered client manages its registration
 with its registration access token (`Authorization: Bearer rat_…`).
@@ -29,7 +29,7 @@ from accounts.models import User
 from accounts.policies import policy_allows
 from oauth_provider.models import ClientRegistration, InitialAccessToken
 from oauth_provider.models.registration import InitialAccessTokenState
-from oauth_provider.registration_services import (
+from oauth_provider.services.registration import (
     URI_LIST_FIELDS,
     InitialAccessTokenUnusable,
     RegisteredClient,

@@ -1,9 +1,9 @@
 """Staff tools for the OAuth server in the Django admin (docs/decisions/0016).
 
-- clients (`admin_applications`): our Application with its metadata, trusted flag, scopes, PKCE and
+- clients (`applications`): our Application with its metadata, trusted flag, scopes, PKCE and
   the secret rotation;
-- initial access tokens for dynamic client registration (`admin_registration`);
-- the toolkit's grants and tokens, read-only with a "Revoke" action (`admin_tokens`).
+- initial access tokens for dynamic client registration (`registration`);
+- the toolkit's grants and tokens, read-only with a "Revoke" action (`tokens`).
 
 The toolkit's admin module registers its own admins for these models; it is imported first so
 that ours replace them whatever the import order.
@@ -17,6 +17,6 @@ from oauth_provider.models import Application
 if admin.site.is_registered(Application):
     admin.site.unregister(Application)
 
-from oauth_provider import admin_applications, admin_registration, admin_tokens
+from oauth_provider.admin import applications, registration, tokens
 
-__all__ = ["admin_applications", "admin_registration", "admin_tokens"]
+__all__ = ["applications", "registration", "tokens"]

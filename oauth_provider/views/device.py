@@ -39,10 +39,10 @@ from oauth2_provider.views import DeviceUserCodeView as ToolkitDeviceUserCodeVie
 
 from accounts.models import User
 from audit.services import audit_record
-from oauth_provider.consent_services import consent_grant
 from oauth_provider.models import Application
-from oauth_provider.token_services import device_code_lifetime
-from oauth_provider.views_tokens import client_authenticated
+from oauth_provider.services.consents import consent_grant
+from oauth_provider.services.tokens import device_code_lifetime
+from oauth_provider.views.tokens import client_authenticated
 
 # RFC 8628 §6.1: 20 consonants (no vowels, so no words; no look-alikes such as 0/O or 1/I/L),
 # 8 of them: 20^8 ≈ 2^34.6 codes, guessed at most RATELIMIT_DEVICE_USER_CODE times a minute.

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_POST, require_safe
 from oauth2_provider.scopes import get_scopes_backend
 
 from accounts.models import User
-from oauth_provider.consent_services import ConsentNotFound, consent_revoke
 from oauth_provider.models import Application, Consent
+from oauth_provider.services.consents import ConsentNotFound, consent_revoke
 
 
 @require_safe

@@ -14,10 +14,10 @@ from rest_framework.views import APIView
 
 from accounts.api.schema import error_response
 from accounts.models import User
-from oauth_provider.consent_services import ConsentNotFound, consent_revoke
+from oauth_provider.api.serializers import AuthorizedApplicationSerializer
 from oauth_provider.models import Application, Consent
 from oauth_provider.models.consents import ConsentQuerySet
-from oauth_provider.serializers import AuthorizedApplicationSerializer
+from oauth_provider.services.consents import ConsentNotFound, consent_revoke
 
 THIRD_PARTY_REFUSED = error_response(
     "ThirdPartyClientRefused",

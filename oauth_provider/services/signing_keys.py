@@ -5,8 +5,9 @@ The lifecycle and why each wait (docs/decisions/0013-oauth-keys-and-discovery.md
 `next` (published, not signing) → `active` (signs) → `retired` (published until `publish_until`)
 → deleted. A leaked `next` or `retired` key is withdrawn: retired with `publish_until` = now, out of
 the JWKS at once. The `OIDC_RSA_PRIVATE_KEY` setting's row is never deleted once retired: it is what
-keeps the setting from standing in as the fallback signer again (oauth_provider/keys.py). Every
-step is audited with the kid, never the key material.
+keeps the setting from standing in as the fallback signer again
+(oauth_provider/selectors/signing_keys.py). Every step is audited with the kid, never the key
+material.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from accounts.encryption import secret_encrypt, secret_reencrypt
 from accounts.models import User
 from accounts.services.secrets import ReencryptionCounts
 from audit.services import audit_record
-from oauth_provider.keys import (
+from oauth_provider.models import SigningKey
+from oauth_provider.selectors.signing_keys import (
     jwks_max_age_seconds,
     key_ring,
     key_ring_invalidate,
@@ -37,7 +39,6 @@ from oauth_provider.keys import (
     setting_key_kid,
     signing_key_activatable_at,
 )
-from oauth_provider.models import SigningKey
 
 RSA_KEY_BITS = 2048
 MIN_RSA_KEY_BITS = 2048

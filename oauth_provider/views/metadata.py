@@ -3,7 +3,8 @@
 - `/.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
   `/.well-known/oauth-authorization-server` (RFC 8414 §3) serve one document: the toolkit's two
   documents merged, so neither leaves out what the other says, with what the toolkit omits added.
-- `/o/.well-known/jwks.json`: every published key (the process's key ring, oauth_provider.keys).
+- `/o/.well-known/jwks.json`: every published key (the process's key ring,
+  oauth_provider.selectors.signing_keys).
 - `/.well-known/oauth-protected-resource` (RFC 9728 §3): our API as a resource server.
 """
 
@@ -23,7 +24,7 @@ from oauth2_provider.views import (
 )
 
 from oauth_provider.claims import ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR
-from oauth_provider.keys import jwks_document, jwks_max_age_seconds
+from oauth_provider.selectors.signing_keys import jwks_document, jwks_max_age_seconds
 from oauth_provider.validators import CLIENT_PERMISSIONS
 
 # Discovery documents change only with a deployment; clients may keep them for an hour.
@@ -33,7 +34,7 @@ OPENID_SCOPES = frozenset({"openid", "profile", "email", "address", "phone", "of
 # Client authentication that only a client holding credentials can do: introspection is for
 # resource servers with their own credentials (RFC 7662 §2.1), never for public clients.
 CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-# `prompt` values the authorization endpoint honours beyond the toolkit's (views_authorize.py).
+# `prompt` values the authorization endpoint honours beyond the toolkit's (views/authorize.py).
 EXTRA_PROMPT_VALUES = ("consent", "select_account", "create")
 
 
