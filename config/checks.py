@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, register
 
-from config.keys import configured_key_problems
+from config.key_material import configured_key_problems
 
 
 @register(Tags.security, deploy=True)

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 from django.core.exceptions import ImproperlyConfigured
 
 from config.environment import Environment
-from config.keys import configured_key_problems, load_or_create_rsa_key, load_or_create_secret_key
+from config.key_material import configured_key_problems, load_or_create_rsa_key, load_or_create_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ settings module itself needs a strong secret key and a signing key; both are mad
 import os
 import secrets
 
-from config.keys import new_rsa_key
+from config.key_material import new_rsa_key
 
 os.environ.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(64))
 os.environ.setdefault("OIDC_RSA_PRIVATE_KEY", new_rsa_key())

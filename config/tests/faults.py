@@ -289,7 +289,7 @@ class Answer:
 
 
 def _rsa_key() -> str:
-    from config.keys import new_rsa_key
+    from config.key_material import new_rsa_key
 
     return new_rsa_key()
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from config.keys import new_rsa_key
+from config.key_material import new_rsa_key
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -495,14 +495,14 @@ def test_the_image_build_collects_static_files_with_stand_in_keys(tmp_path: Path
 def test_a_random_key_is_never_taken_for_an_example(monkeypatch: pytest.MonkeyPatch) -> None:
     """Generated keys are random text: a marker of the examples may not match one by chance (the
     base64 body of one PEM key in a few hundred held "xxxx" in some letter case)."""
-    from config import keys
+    from config import key_material
 
-    assert keys.key_problem("aB3dE5gH7jK9mN1pQ3sT5vW7yZ9-XxXx_b2D4f6H8") is None
+    assert key_material.key_problem("aB3dE5gH7jK9mN1pQ3sT5vW7yZ9-XxXx_b2D4f6H8") is None
     # Every PKCS #8 RSA key's body starts with "MII": were bodies scanned, this would refuse it.
-    monkeypatch.setattr(keys, "PLACEHOLDER_MARKERS", (*keys.PLACEHOLDER_MARKERS, "mii"))
-    assert keys.rsa_key_problem(new_rsa_key()) is None
-    assert keys.rsa_key_problem("change-me") == "an example placeholder"
-    assert keys.rsa_key_problem("") == "empty"
-    assert keys.rsa_key_problem("not-a-pem-but-long-enough-to-be-a-key-1234") == (
+    monkeypatch.setattr(key_material, "PLACEHOLDER_MARKERS", (*key_material.PLACEHOLDER_MARKERS, "mii"))
+    assert key_material.rsa_key_problem(new_rsa_key()) is None
+    assert key_material.rsa_key_problem("change-me") == "an example placeholder"
+    assert key_material.rsa_key_problem("") == "empty"
+    assert key_material.rsa_key_problem("not-a-pem-but-long-enough-to-be-a-key-1234") == (
         "not a PEM private key without a password"
     )

@@ -1,5 +1,6 @@
-"""Secrets: made once into the data folder for the embedded default, then reused; and the rules
-a configured signing or encryption key must meet in production (docs/decisions/0003).
+"""Key material the settings need: secrets made once into the data folder for the embedded default,
+then reused; and the rules a configured signing or encryption key must meet in production
+(docs/decisions/0003).
 
 Imported by settings, so it must not import Django models or settings.
 """
