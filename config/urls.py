@@ -71,7 +71,8 @@ urlpatterns = [
     path("accounts/2fa/authenticate/", mfa_views.MFAAuthenticatePageView.as_view()),
     path("accounts/2fa/email-code/", mfa_views.email_code_request, name="mfa_email_code"),
     # allauth's sign-in page filled from an authorization request's login_hint, and the
-    # applications the user authorized (oauth_provider/views/authorize.py, views/applications.py).
+    # applications the user authorized (oauth_provider/views/authorize.py,
+    # oauth_provider/views/applications.py).
     path("accounts/login/", oauth_authorize_views.LoginHintLoginView.as_view()),
     # allauth's sign-up page, a username lost to a concurrent sign-up answered as a taken one
     # (accounts/views/account.py).
